@@ -1,0 +1,40 @@
+# The two commands a newcomer runs: `make demo` and `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+WORLD  ?= .cache/world
+SEED   ?= 42
+# Pinned so pip takes the CPU build of torch that lies on these machines' disk instead of
+# downloading a multi-GB CUDA build.
+CONSTRAINTS := constraints.txt
+
+.PHONY: install demo test test-fast bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check -c $(CONSTRAINTS) torch==2.13.0
+	$(PIP) install -q --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test]'
+	touch $@
+
+demo: install
+	@test -f $(WORLD)/world.json || $(VENV)/bin/clipfeed world build --out $(WORLD) --seed $(SEED)
+	$(VENV)/bin/clipfeed world validate $(WORLD)
+	@$(PY) -m cli.demo $(WORLD)
+
+test: install
+	$(VENV)/bin/pytest -q
+
+test-fast: install
+	$(VENV)/bin/pytest -q -m "not slow"
+
+bench: install
+	$(PY) benchmarks/world_build.py
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf .cache .pytest_cache .mypy_cache .ruff_cache

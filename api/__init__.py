@@ -1,0 +1,1 @@
+"""The feed service (FastAPI over Redis). Not built yet (issue #6)."""

@@ -1,0 +1,1 @@
+"""Topic classifier and tag filter. Not built yet (issue #4)."""

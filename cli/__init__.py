@@ -1,0 +1,1 @@
+"""The ``clipfeed`` command: composes each stage's commands (see ``cli.main``)."""

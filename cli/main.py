@@ -1,0 +1,85 @@
+"""The ``clipfeed`` entry point.
+
+Exit codes: 0 success; 1 the command ran and found problems (e.g. ``world validate``) or an
+internal error; 2 bad input or usage; 3 the command's stage is not built yet.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
+
+import click
+import typer
+
+from cli import pending, world
+from cli.output import stderr
+from clipfeed.errors import ClipfeedError, NotBuiltError
+from clipfeed.settings import check_environment
+
+app = typer.Typer(name="clipfeed", help="Cold-start clip feeds from search intent.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app.add_typer(world.app, name="world")
+pending.register(app)
+
+
+def _version() -> str:
+    try:
+        return version("clipfeed")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"clipfeed {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    _version_flag: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                                help="Print the version and exit.")] = False,
+) -> None:
+    """clipfeed: intent tags from searches -> topic filter -> LightGBM LambdaRank -> clip feeds."""
+    check_environment()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; bad input becomes one line on stderr, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="clipfeed", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.ClickException as e:
+        e.show()
+        code = e.exit_code
+    except click.exceptions.Abort:
+        stderr.print("aborted", highlight=False)
+        code = 130
+    except NotBuiltError as e:
+        stderr.print(f"{e}", highlight=False, markup=False)
+        code = 3
+    except ClipfeedError as e:
+        stderr.print(f"error: {e}", highlight=False, markup=False)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as e:  # the last line of defence: no traceback unless asked for
+        if os.environ.get("CLIPFEED_DEBUG"):
+            traceback.print_exc()
+        stderr.print(f"internal error: {type(e).__name__}: {e} (set CLIPFEED_DEBUG=1 for the traceback)",
+                     highlight=False, markup=False)
+        code = 1
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Command groups of the design whose stages are not built yet: they say so and exit 3.
+
+They accept any arguments so that a call in the documented shape gets the honest answer
+("not built yet") rather than a usage error.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from clipfeed.errors import NotBuiltError
+
+_ANY_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["--help"]}
+
+STAGES = {
+    "tagger": ("Teacher labeling, student distillation and intent tagging.", 3,
+               ["label", "train-teacher", "distill", "eval", "tag"]),
+    "classifier": ("Topic classifier and tag filter.", 4, ["train", "eval", "predict"]),
+    "ranker": ("LightGBM LambdaRank training and offline evaluation.", 5, ["train", "eval"]),
+    "bench": ("Benchmarks that print measured figures.", 6, ["api", "tagger", "classifier", "ranker"]),
+}
+TOP_LEVEL = {"feed": ("Build one user's feed from a world.", 5), "serve": ("Start the feed API.", 6)}
+
+
+def _pending(name: str, issue: int) -> typer.models.CommandFunctionType:  # type: ignore[name-defined]
+    def command(ctx: typer.Context) -> None:
+        raise NotBuiltError(f"clipfeed {name}: not built yet (planned in issue #{issue})")
+
+    command.__doc__ = f"Not built yet (issue #{issue})."
+    return command
+
+
+def register(app: typer.Typer) -> None:
+    for group, (help_text, issue, commands) in STAGES.items():
+        sub = typer.Typer(help=f"{help_text} Not built yet (issue #{issue}).", no_args_is_help=True)
+        for cmd in commands:
+            sub.command(cmd, context_settings=_ANY_ARGS)(_pending(f"{group} {cmd}", issue))
+        app.add_typer(sub, name=group)
+    for cmd, (help_text, issue) in TOP_LEVEL.items():
+        app.command(cmd, context_settings=_ANY_ARGS, help=f"{help_text} Not built yet (issue #{issue}).")(
+            _pending(cmd, issue))

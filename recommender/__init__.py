@@ -1,0 +1,1 @@
+"""User context from five signals, candidates, LightGBM LambdaRank, feeds. Not built yet (issue #5)."""
