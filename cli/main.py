@@ -12,7 +12,6 @@ import traceback
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
-import click
 import typer
 
 from cli import pending, world
@@ -20,8 +19,13 @@ from cli.output import stderr
 from clipfeed.errors import ClipfeedError, NotBuiltError
 from clipfeed.settings import check_environment
 
-app = typer.Typer(name="clipfeed", help="Cold-start clip feeds from search intent.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    name="clipfeed",
+    help="Cold-start clip feeds from search intent.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 app.add_typer(world.app, name="world")
 pending.register(app)
 
@@ -41,8 +45,9 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def root(
-    _version_flag: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
-                                                help="Print the version and exit.")] = False,
+    _version_flag: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """clipfeed: intent tags from searches -> topic filter -> LightGBM LambdaRank -> clip feeds."""
     check_environment()
@@ -52,16 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; bad input becomes one line on stderr, never a traceback."""
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="clipfeed", standalone_mode=False)
-        code = result if isinstance(result, int) else 0
-    except click.exceptions.Exit as e:
-        code = e.exit_code
-    except click.ClickException as e:
-        e.show()
-        code = e.exit_code
-    except click.exceptions.Abort:
-        stderr.print("aborted", highlight=False)
-        code = 130
+        # standalone mode: the CLI framework prints usage errors itself and exits (code 2)
+        command.main(args=argv, prog_name="clipfeed", standalone_mode=True)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except NotBuiltError as e:
         stderr.print(f"{e}", highlight=False, markup=False)
         code = 3
@@ -73,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # the last line of defence: no traceback unless asked for
         if os.environ.get("CLIPFEED_DEBUG"):
             traceback.print_exc()
-        stderr.print(f"internal error: {type(e).__name__}: {e} (set CLIPFEED_DEBUG=1 for the traceback)",
-                     highlight=False, markup=False)
+        stderr.print(
+            f"internal error: {type(e).__name__}: {e} (set CLIPFEED_DEBUG=1 for the traceback)",
+            highlight=False,
+            markup=False,
+        )
         code = 1
     if argv is None:
         sys.exit(code)

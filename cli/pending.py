@@ -6,6 +6,8 @@ They accept any arguments so that a call in the documented shape gets the honest
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import typer
 
 from clipfeed.errors import NotBuiltError
@@ -13,8 +15,11 @@ from clipfeed.errors import NotBuiltError
 _ANY_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["--help"]}
 
 STAGES = {
-    "tagger": ("Teacher labeling, student distillation and intent tagging.", 3,
-               ["label", "train-teacher", "distill", "eval", "tag"]),
+    "tagger": (
+        "Teacher labeling, student distillation and intent tagging.",
+        3,
+        ["label", "train-teacher", "distill", "eval", "tag"],
+    ),
     "classifier": ("Topic classifier and tag filter.", 4, ["train", "eval", "predict"]),
     "ranker": ("LightGBM LambdaRank training and offline evaluation.", 5, ["train", "eval"]),
     "bench": ("Benchmarks that print measured figures.", 6, ["api", "tagger", "classifier", "ranker"]),
@@ -22,7 +27,7 @@ STAGES = {
 TOP_LEVEL = {"feed": ("Build one user's feed from a world.", 5), "serve": ("Start the feed API.", 6)}
 
 
-def _pending(name: str, issue: int) -> typer.models.CommandFunctionType:  # type: ignore[name-defined]
+def _pending(name: str, issue: int) -> Callable[[typer.Context], None]:
     def command(ctx: typer.Context) -> None:
         raise NotBuiltError(f"clipfeed {name}: not built yet (planned in issue #{issue})")
 
@@ -38,4 +43,5 @@ def register(app: typer.Typer) -> None:
         app.add_typer(sub, name=group)
     for cmd, (help_text, issue) in TOP_LEVEL.items():
         app.command(cmd, context_settings=_ANY_ARGS, help=f"{help_text} Not built yet (issue #{issue}).")(
-            _pending(cmd, issue))
+            _pending(cmd, issue)
+        )

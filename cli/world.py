@@ -14,8 +14,9 @@ from clipfeed.errors import ConfigError
 from clipfeed.world import WorldConfig, build_world
 from clipfeed.world.validate import validate_world
 
-app = typer.Typer(help="Build and check sample worlds (catalog, queries, events, gold, taxonomy).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Build and check sample worlds (catalog, queries, events, gold, taxonomy).", no_args_is_help=True
+)
 
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -43,17 +44,24 @@ def build(
     if json_out:
         emit_json({"out": str(out), "seconds": round(seconds, 2), "stats": stats})
         return
-    stdout.print(f"world written to [bold]{out}[/] in {seconds:.1f}s: {stats['clips']} clips over "
-                 f"{stats['tier2_topics']} tier-2 topics, {stats['users']} users ({stats['cold_users']} cold), "
-                 f"{stats['queries']} queries, {sum(stats['events'].values())} events, "
-                 f"{stats['gold_rows']} gold rows", highlight=False)
+    stdout.print(
+        f"world written to [bold]{out}[/] in {seconds:.1f}s: {stats['clips']} clips over "
+        f"{stats['tier2_topics']} tier-2 topics, {stats['users']} users ({stats['cold_users']} cold), "
+        f"{stats['queries']} queries, {sum(stats['events'].values())} events, "
+        f"{stats['gold_rows']} gold rows",
+        highlight=False,
+    )
 
 
 @app.command("validate")
 def validate(
     world: Annotated[Path, typer.Argument(help="World directory to check.")],
-    skip_invalid: Annotated[bool, typer.Option("--skip-invalid",
-                            help="Bad rows are reported but tolerated: exit 0 if every file keeps valid rows.")] = False,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid", help="Bad rows are reported but tolerated: exit 0 if every file keeps valid rows."
+        ),
+    ] = False,
     json_out: Json = False,
 ) -> None:
     """Check every file of a world; report each bad row by file, line and field (exit 1 if any)."""

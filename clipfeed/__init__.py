@@ -9,17 +9,47 @@ Stages (``tagger``, ``classifier``, ``recommender``) import this package and nev
 """
 
 from clipfeed.errors import ClipfeedError, ConfigError, InputError, NotBuiltError
-from clipfeed.jsonl import JsonlReader, ReadReport, read_catalog, read_events, read_gold, read_queries, write_jsonl
+from clipfeed.jsonl import (
+    JsonlReader,
+    ReadReport,
+    read_catalog,
+    read_events,
+    read_gold,
+    read_queries,
+    write_jsonl,
+)
 from clipfeed.protocols import FilteredTag, IntentTag, IntentTagger, TopicModel, TopicScore
-from clipfeed.records import Clip, ClickedDoc, Event, EventType, GoldRow, SearchQuery
+from clipfeed.records import ClickedDoc, Clip, Event, EventType, GoldRow, SearchQuery
 from clipfeed.settings import Settings, load_settings
 from clipfeed.taxonomy import Taxonomy, TaxonomyNode
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ClickedDoc", "Clip", "ClipfeedError", "ConfigError", "Event", "EventType", "FilteredTag", "GoldRow",
-    "InputError", "IntentTag", "IntentTagger", "JsonlReader", "NotBuiltError", "ReadReport", "SearchQuery",
-    "Settings", "Taxonomy", "TaxonomyNode", "TopicModel", "TopicScore", "load_settings", "read_catalog",
-    "read_events", "read_gold", "read_queries", "write_jsonl",
+    "ClickedDoc",
+    "Clip",
+    "ClipfeedError",
+    "ConfigError",
+    "Event",
+    "EventType",
+    "FilteredTag",
+    "GoldRow",
+    "InputError",
+    "IntentTag",
+    "IntentTagger",
+    "JsonlReader",
+    "NotBuiltError",
+    "ReadReport",
+    "SearchQuery",
+    "Settings",
+    "Taxonomy",
+    "TaxonomyNode",
+    "TopicModel",
+    "TopicScore",
+    "load_settings",
+    "read_catalog",
+    "read_events",
+    "read_gold",
+    "read_queries",
+    "write_jsonl",
 ]

@@ -45,8 +45,12 @@ class ReadReport:
             self.errors.append(err)
 
     def to_dict(self) -> dict[str, object]:
-        return {"file": self.file, "rows": self.rows, "rejected": self.rejected,
-                "errors": [str(e) for e in self.errors]}
+        return {
+            "file": self.file,
+            "rows": self.rows,
+            "rejected": self.rejected,
+            "errors": [str(e) for e in self.errors],
+        }
 
 
 def _first_error(exc: ValidationError) -> tuple[str | None, str]:
@@ -63,8 +67,9 @@ def _first_error(exc: ValidationError) -> tuple[str | None, str]:
 class JsonlReader(Generic[T]):
     """Iterates validated records of ``model`` from a JSONL file, one line at a time."""
 
-    def __init__(self, path: str | Path, model: type[T], *, skip_invalid: bool = False,
-                 max_line_bytes: int = MAX_LINE_BYTES) -> None:
+    def __init__(
+        self, path: str | Path, model: type[T], *, skip_invalid: bool = False, max_line_bytes: int = MAX_LINE_BYTES
+    ) -> None:
         self.path = Path(path)
         self.model = model
         self.skip_invalid = skip_invalid
@@ -139,7 +144,7 @@ def reader_for(kind: str, path: str | Path, *, skip_invalid: bool = False) -> Js
 def dumps_record(record: BaseModel | dict[str, object]) -> str:
     """One compact, deterministic JSON line (UTF-8 text, no ASCII escaping, UTC ``Z`` times)."""
     data = record.model_dump(mode="json", exclude_none=True) if isinstance(record, BaseModel) else record
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("+00:00\"", "Z\"")
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace('+00:00"', 'Z"')
 
 
 def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict[str, object]]) -> int:

@@ -41,8 +41,9 @@ class FilteredTag:
 class IntentTagger(Protocol):
     """Turns queries (with optional clicked-document titles) into intent tags."""
 
-    def tag_batch(self, queries: Sequence[str], docs: Sequence[Sequence[str]] | None = None
-                  ) -> list[list[IntentTag]]: ...
+    def tag_batch(
+        self, queries: Sequence[str], docs: Sequence[Sequence[str]] | None = None
+    ) -> list[list[IntentTag]]: ...
 
 
 @runtime_checkable

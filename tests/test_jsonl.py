@@ -6,21 +6,50 @@ from pathlib import Path
 import pytest
 
 from clipfeed.errors import InputError
-from clipfeed.jsonl import JsonlReader, read_catalog, read_events, read_gold, read_queries, reader_for, write_jsonl
+from clipfeed.jsonl import (
+    JsonlReader,
+    read_catalog,
+    read_events,
+    read_gold,
+    read_queries,
+    reader_for,
+    write_jsonl,
+)
 from clipfeed.records import MAX_QUERY_CHARS, Clip, Event, EventType, SearchQuery
 
-CLIP = {"clip_id": "c1", "title": "이과수 폭포 보트 투어", "description": "d", "creator_id": "cr1",
-        "language": "ko", "topics": ["655"], "tags": ["이과수"], "duration_s": 31.5,
-        "published_at": "2026-02-01T10:00:00Z"}
-QUERY = {"user_id": "u1", "ts": 1767225600, "query": "볼리비아 비자", "clicked_docs": [{"title": "이과수 폭포 투어 후기"}]}
-EVENT = {"event_id": "e1", "user_id": "u1", "ts": "2026-03-01T00:00:00+09:00", "type": "watch",
-         "clip_id": "c1", "watch_ratio": 0.8}
+CLIP = {
+    "clip_id": "c1",
+    "title": "이과수 폭포 보트 투어",
+    "description": "d",
+    "creator_id": "cr1",
+    "language": "ko",
+    "topics": ["655"],
+    "tags": ["이과수"],
+    "duration_s": 31.5,
+    "published_at": "2026-02-01T10:00:00Z",
+}
+QUERY = {
+    "user_id": "u1",
+    "ts": 1767225600,
+    "query": "볼리비아 비자",
+    "clicked_docs": [{"title": "이과수 폭포 투어 후기"}],
+}
+EVENT = {
+    "event_id": "e1",
+    "user_id": "u1",
+    "ts": "2026-03-01T00:00:00+09:00",
+    "type": "watch",
+    "clip_id": "c1",
+    "watch_ratio": 0.8,
+}
 GOLD = {"query": "오타니 홈런", "docs": [], "tags": ["오타니 홈런 하이라이트"], "topics": ["545"], "split": "test"}
 
 
 def _write(path: Path, lines: list[object]) -> Path:
-    path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x, ensure_ascii=False) for x in lines) + "\n",
-                    encoding="utf-8")
+    path.write_text(
+        "\n".join(x if isinstance(x, str) else json.dumps(x, ensure_ascii=False) for x in lines) + "\n",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -54,7 +83,7 @@ def test_bad_catalog_row_names_file_line_field(tmp_path: Path, line: str, field:
     err = info.value
     assert (err.file, err.line, err.field) == (str(path), 3, field)
     assert message in err.message
-    assert f"catalog.jsonl:3:" in str(err)
+    assert "catalog.jsonl:3:" in str(err)
 
 
 @pytest.mark.parametrize(
@@ -86,7 +115,13 @@ def test_query_bounds(tmp_path: Path) -> None:
 
 
 def test_skip_invalid_keeps_every_valid_row(tmp_path: Path) -> None:
-    rows: list[object] = [CLIP, "{broken", {**CLIP, "clip_id": "c2"}, {**CLIP, "duration_s": 0}, {**CLIP, "clip_id": "c3"}]
+    rows: list[object] = [
+        CLIP,
+        "{broken",
+        {**CLIP, "clip_id": "c2"},
+        {**CLIP, "duration_s": 0},
+        {**CLIP, "clip_id": "c3"},
+    ]
     path = _write(tmp_path / "catalog.jsonl", rows)
     reader = read_catalog(path, skip_invalid=True)
     assert [c.clip_id for c in reader] == ["c1", "c2", "c3"]

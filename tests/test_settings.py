@@ -18,7 +18,7 @@ def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_toml_file_is_read_and_env_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     cfg = tmp_path / "clipfeed.toml"
-    cfg.write_text('[clipfeed]\nport = 8100\nworld_seed = 9\n', encoding="utf-8")
+    cfg.write_text("[clipfeed]\nport = 8100\nworld_seed = 9\n", encoding="utf-8")
     monkeypatch.setenv("CLIPFEED_CONFIG", str(cfg))
     monkeypatch.setenv("CLIPFEED_PORT", "8200")
     s = load_settings()

@@ -40,8 +40,9 @@ def _tsv(tmp_path: Path, body: str) -> Path:
 
 
 def test_custom_taxonomy(tmp_path: Path) -> None:
-    tax = Taxonomy.load(_tsv(tmp_path, "S\t\tSports\tSports\nS1\tS\tSoccer\tSports\tSoccer\n"),
-                        not_clip_worthy=tmp_path / "none.tsv")
+    tax = Taxonomy.load(
+        _tsv(tmp_path, "S\t\tSports\tSports\nS1\tS\tSoccer\tSports\tSoccer\n"), not_clip_worthy=tmp_path / "none.tsv"
+    )
     assert tax.tier1_of("S1") == "S" and tax.children("S") == ["S1"]
 
 

@@ -67,14 +67,22 @@ def _event_rows(events: list[SimEvent], prefix: str) -> Iterator[dict[str, Any]]
 
 
 def _clip_row(cfg: WorldConfig, c: SimClip) -> dict[str, Any]:
-    return {"clip_id": c.clip_id, "title": c.title, "description": c.description,
-            "creator_id": c.creator.creator_id, "language": c.lang, "topics": [c.topic], "tags": c.tags,
-            "duration_s": c.duration_s, "published_at": published_at_iso(cfg, c), "views": c.views}
+    return {
+        "clip_id": c.clip_id,
+        "title": c.title,
+        "description": c.description,
+        "creator_id": c.creator.creator_id,
+        "language": c.lang,
+        "topics": [c.topic],
+        "tags": c.tags,
+        "duration_s": c.duration_s,
+        "published_at": published_at_iso(cfg, c),
+        "views": c.views,
+    }
 
 
 def _query_row(q: SimQuery) -> dict[str, Any]:
-    return {"user_id": q.user_id, "ts": _iso(q.ts), "query": q.query,
-            "clicked_docs": [{"title": d} for d in q.docs]}
+    return {"user_id": q.user_id, "ts": _iso(q.ts), "query": q.query, "clicked_docs": [{"title": d} for d in q.docs]}
 
 
 def build_world(out: str | Path, cfg: WorldConfig | None = None, *, progress: bool = True) -> dict[str, Any]:
@@ -90,7 +98,8 @@ def build_world(out: str | Path, cfg: WorldConfig | None = None, *, progress: bo
     tier1 = taxonomy.tier1_of
     # Independent streams per component: changing how users are drawn does not reshuffle the catalog.
     r_catalog, r_users, r_queries, r_events, r_heads = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(5))
+        np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(5)
+    )
     tweights = topic_weights(r_catalog, list(vocab.topics))
     creators = make_creators(cfg, vocab, r_catalog, tweights)
     clips = make_clips(cfg, vocab, r_catalog, creators)
@@ -133,12 +142,18 @@ def build_world(out: str | Path, cfg: WorldConfig | None = None, *, progress: bo
     _write_lines(out / "gold.jsonl", (g.model_dump(mode="json", exclude_none=True) for g in gold))
     shutil.copyfile(shipped_taxonomy_path(), out / "taxonomy.tsv")
     _write_lines(out / "truth" / "users.jsonl", (_user_row(u) for u in users))
-    _write_lines(out / "truth" / "queries.jsonl",
-                 ({**_query_row(q), "pattern": q.pattern, "interest": q.interest} for q in queries))
+    _write_lines(
+        out / "truth" / "queries.jsonl",
+        ({**_query_row(q), "pattern": q.pattern, "interest": q.interest} for q in queries),
+    )
     _write_lines(out / "truth" / "heldout_events.jsonl", _event_rows(heldout, "h"))
-    _write_lines(out / "truth" / "clips.jsonl",
-                 ({"clip_id": c.clip_id, "topic": c.topic, "entity": c.entity, "quality": round(c.quality, 4)}
-                  for c in clips_sorted))
+    _write_lines(
+        out / "truth" / "clips.jsonl",
+        (
+            {"clip_id": c.clip_id, "topic": c.topic, "entity": c.entity, "quality": round(c.quality, 4)}
+            for c in clips_sorted
+        ),
+    )
     stats = world_stats(cfg, taxonomy, clips, users, queries, events, heldout, gold)
     meta = {"config": cfg.model_dump(mode="json"), "stats": stats}
     (out / "world.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -146,13 +161,24 @@ def build_world(out: str | Path, cfg: WorldConfig | None = None, *, progress: bo
 
 
 def _user_row(u: SimUser) -> dict[str, Any]:
-    return {"user_id": u.user_id, "language": u.lang, "cold": u.cold,
-            "interests": [{"topic": i.topic, "entity": i.entity, "weight": i.weight} for i in u.interests]}
+    return {
+        "user_id": u.user_id,
+        "language": u.lang,
+        "cold": u.cold,
+        "interests": [{"topic": i.topic, "entity": i.entity, "weight": i.weight} for i in u.interests],
+    }
 
 
-def world_stats(cfg: WorldConfig, taxonomy: Taxonomy, clips: list[SimClip], users: list[SimUser],
-                queries: list[SimQuery], events: list[SimEvent], heldout: list[SimEvent],
-                gold: list[GoldRow]) -> dict[str, Any]:
+def world_stats(
+    cfg: WorldConfig,
+    taxonomy: Taxonomy,
+    clips: list[SimClip],
+    users: list[SimUser],
+    queries: list[SimQuery],
+    events: list[SimEvent],
+    heldout: list[SimEvent],
+    gold: list[GoldRow],
+) -> dict[str, Any]:
     """The documented statistics that tests check (see docs/world.md)."""
     q_counts = Counter(q.query for q in queries)
     top = sum(c for _, c in q_counts.most_common(max(1, len(q_counts) // 100)))

@@ -48,12 +48,12 @@ def _pick(rng: np.random.Generator, items: tuple[str, ...] | list[str]) -> str:
 def topic_weights(rng: np.random.Generator, topic_ids: list[str]) -> np.ndarray:
     """A Zipf-like popularity over topics (random order, fixed by the seed)."""
     ranks = rng.permutation(len(topic_ids)) + 1
-    w = 1.0 / ranks.astype(float) ** 0.7
-    return w / w.sum()
+    w: np.ndarray = 1.0 / ranks.astype(float) ** 0.7
+    out: np.ndarray = w / w.sum()
+    return out
 
 
-def make_creators(cfg: WorldConfig, vocab: WorldVocab, rng: np.random.Generator,
-                  tweights: np.ndarray) -> list[Creator]:
+def make_creators(cfg: WorldConfig, vocab: WorldVocab, rng: np.random.Generator, tweights: np.ndarray) -> list[Creator]:
     topic_ids = list(vocab.topics)
     creators = []
     for i in range(cfg.n_creators):
@@ -80,8 +80,9 @@ def _entity_slot(rng: np.random.Generator, ent: Entity, topic: str, lang: str) -
     return ent.names[lang]
 
 
-def render_clip_text(rng: np.random.Generator, vocab: WorldVocab, topic: str, lang: str,
-                     ent: Entity | None) -> tuple[str, str, list[str]]:
+def render_clip_text(
+    rng: np.random.Generator, vocab: WorldVocab, topic: str, lang: str, ent: Entity | None
+) -> tuple[str, str, list[str]]:
     """Title, description and hashtags of one clip."""
     lv = vocab.topics[topic].langs[lang]
     term = _pick(rng, lv.terms)
@@ -102,20 +103,19 @@ def render_clip_text(rng: np.random.Generator, vocab: WorldVocab, topic: str, la
     return title[:300], " ".join(desc.split())[:2000], list(dict.fromkeys(tags))
 
 
-def make_clips(cfg: WorldConfig, vocab: WorldVocab, rng: np.random.Generator,
-               creators: list[Creator]) -> list[SimClip]:
+def make_clips(cfg: WorldConfig, vocab: WorldVocab, rng: np.random.Generator, creators: list[Creator]) -> list[SimClip]:
     by_topic_lang: dict[tuple[str, str], list[Creator]] = {}
     for c in creators:
         by_topic_lang.setdefault((c.topics[0], c.lang), []).append(c)
     plan: list[tuple[Creator, str, Entity | None]] = []
     # Coverage first: every (entity, topic) pair gets two clips in each language, so every intent
     # the users can hold has clips to find.
-    for ent in vocab.entities.values():
-        for topic in ent.topics:
+    for entity in vocab.entities.values():
+        for topic in entity.topics:
             for lang in LANGS:
                 pool = by_topic_lang.get((topic, lang)) or [c for c in creators if c.lang == lang]
                 for _ in range(2):
-                    plan.append((pool[int(rng.integers(len(pool)))], topic, ent))
+                    plan.append((pool[int(rng.integers(len(pool)))], topic, entity))
     while len(plan) < cfg.n_clips:
         c = creators[int(rng.integers(len(creators)))]
         topic = c.topics[0] if len(c.topics) == 1 or rng.random() < 0.8 else c.topics[1]
@@ -136,8 +136,22 @@ def make_clips(cfg: WorldConfig, vocab: WorldVocab, rng: np.random.Generator,
         views = int((rng.pareto(1.2) + 1.0) * 800 * np.exp(0.5 * quality) * boost)
         duration = float(np.clip(rng.lognormal(3.4, 0.6), 5, 180))
         age = float(rng.uniform(0, cfg.catalog_age_days))
-        clips.append(SimClip(f"c{n:06d}", c, c.lang, topic, ent.key if ent else None, title, desc,
-                             tags, round(duration, 1), age, views, quality))
+        clips.append(
+            SimClip(
+                f"c{n:06d}",
+                c,
+                c.lang,
+                topic,
+                ent.key if ent else None,
+                title,
+                desc,
+                tags,
+                round(duration, 1),
+                age,
+                views,
+                quality,
+            )
+        )
     return clips
 
 

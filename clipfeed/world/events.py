@@ -108,6 +108,7 @@ class Exposure:
             self.by_topic.setdefault(c.topic, []).append(i)
             if c.entity:
                 self.by_entity.setdefault(c.entity, []).append(i)
+        self.everything = list(range(len(clips)))
         self.tier1 = tier1
 
     def _from(self, pool: list[int]) -> int:
@@ -124,7 +125,7 @@ class Exposure:
                 out.append(int(self.rng.integers(len(self.clips))))
             else:
                 it = user.interests[int(self.rng.integers(len(user.interests)))]
-                out.append(self._from(self.by_tier1[self.tier1(it.topic)]))
+                out.append(self._from(self.by_tier1.get(self.tier1(it.topic), self.everything)))
         return list(dict.fromkeys(out))
 
     def heldout(self, user: SimUser, k: int) -> list[int]:
@@ -134,10 +135,12 @@ class Exposure:
         out: list[int] = []
         pools: list[list[int]] = []
         for it in user.interests:
-            pools.append(self.by_tier1[self.tier1(it.topic)])
-            pools.append(self.by_topic[it.topic])
+            # Small worlds may lack clips of a topic; fall back to the whole catalog then.
+            topic_pool = self.by_topic.get(it.topic, self.everything)
+            pools.append(self.by_tier1.get(self.tier1(it.topic), self.everything))
+            pools.append(topic_pool)
             if it.entity:
-                pools.append(self.by_entity.get(it.entity, self.by_topic[it.topic]))
+                pools.append(self.by_entity.get(it.entity, topic_pool))
         for j in range(k):
             if j % 4 == 0:
                 out.append(int(self.rng.integers(len(self.clips))))

@@ -22,8 +22,14 @@ from clipfeed.world.vocab import LANGS, WorldVocab
 TRAVEL_LOCATIONS, TRAVEL_PREP = "655", "663"
 SOCCER, BASEBALL = "533", "545"
 _DOC_TEMPLATES = {
-    "en": ("{x} guide", "my {x} experience", "{x}: everything you need to know", "top 10 {x} tips",
-           "{x} review", "first time {x}"),
+    "en": (
+        "{x} guide",
+        "my {x} experience",
+        "{x}: everything you need to know",
+        "top 10 {x} tips",
+        "{x} review",
+        "first time {x}",
+    ),
     "ko": ("{x} 후기", "{x} 총정리", "{x} 완벽 가이드", "{x} 추천 best 5", "{x} 다녀왔어요", "{x} 꿀팁"),
 }
 HEAD_QUERIES_PER_TOPIC = 6
@@ -58,8 +64,7 @@ def _pick(rng: np.random.Generator, items: tuple[str, ...] | list[str]) -> str:
     return items[int(rng.integers(len(items)))]
 
 
-def make_users(cfg: WorldConfig, vocab: WorldVocab, rng: np.random.Generator,
-               tweights: np.ndarray) -> list[SimUser]:
+def make_users(cfg: WorldConfig, vocab: WorldVocab, rng: np.random.Generator, tweights: np.ndarray) -> list[SimUser]:
     topic_ids = list(vocab.topics)
     countries = [e.key for e in vocab.entities.values() if e.kind == "country"]
     users = []
@@ -108,8 +113,9 @@ _ZIPF = 1.0 / np.arange(1, HEAD_QUERIES_PER_TOPIC + 1) ** 1.2
 _ZIPF = _ZIPF / _ZIPF.sum()
 
 
-def _interest_query(rng: np.random.Generator, vocab: WorldVocab, user: SimUser, it: Interest,
-                    heads: dict[tuple[str, str], list[str]]) -> tuple[str, str, str]:
+def _interest_query(
+    rng: np.random.Generator, vocab: WorldVocab, user: SimUser, it: Interest, heads: dict[tuple[str, str], list[str]]
+) -> tuple[str, str, str]:
     """(query, pattern, doc_phrase) for one interest."""
     lang = user.lang
     lv = vocab.topics[it.topic].langs[lang]
@@ -136,8 +142,14 @@ def _interest_query(rng: np.random.Generator, vocab: WorldVocab, user: SimUser, 
     return _fill(_pick(rng, plain), term, ""), "topic", term
 
 
-def make_queries(cfg: WorldConfig, vocab: WorldVocab, rng: np.random.Generator, user: SimUser,
-                 heads: dict[tuple[str, str], list[str]], span_end: datetime) -> list[SimQuery]:
+def make_queries(
+    cfg: WorldConfig,
+    vocab: WorldVocab,
+    rng: np.random.Generator,
+    user: SimUser,
+    heads: dict[tuple[str, str], list[str]],
+    span_end: datetime,
+) -> list[SimQuery]:
     lo, hi = cfg.queries_per_user
     n = int(rng.integers(lo, hi + 1))
     span = (span_end - cfg.start).total_seconds()

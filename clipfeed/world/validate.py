@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from pydantic import BaseModel
+
 from clipfeed.errors import InputError
 from clipfeed.jsonl import JsonlReader, ReadReport
 from clipfeed.records import Clip, Event, GoldRow, SearchQuery
 from clipfeed.taxonomy import Taxonomy
 
-T = TypeVar("T")
+T = TypeVar("T", bound=BaseModel)
 
 
 @dataclass
@@ -30,8 +32,11 @@ class WorldReport:
         return self.rejected == 0
 
     def to_dict(self) -> dict[str, object]:
-        return {"ok": self.ok, "rejected": self.rejected,
-                "files": {name: r.to_dict() for name, r in self.files.items()}}
+        return {
+            "ok": self.ok,
+            "rejected": self.rejected,
+            "files": {name: r.to_dict() for name, r in self.files.items()},
+        }
 
 
 def validate_world(world: str | Path) -> WorldReport:
@@ -76,8 +81,10 @@ def validate_world(world: str | Path) -> WorldReport:
         elif ev.clip_id is not None and ev.clip_id not in clip_ids:
             _reject(events.report, InputError(events.path, lineno, "clip_id", f"clip {ev.clip_id!r} not in catalog"))
         elif ev.creator_id is not None and ev.creator_id not in creator_ids:
-            _reject(events.report,
-                    InputError(events.path, lineno, "creator_id", f"creator {ev.creator_id!r} not in catalog"))
+            _reject(
+                events.report,
+                InputError(events.path, lineno, "creator_id", f"creator {ev.creator_id!r} not in catalog"),
+            )
         seen_events.add(ev.event_id)
 
     gold = JsonlReader(world / "gold.jsonl", GoldRow, skip_invalid=True)
