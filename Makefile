@@ -8,7 +8,7 @@ SEED   ?= 42
 # downloading a multi-GB CUDA build.
 CONSTRAINTS := constraints.txt
 
-.PHONY: install demo test test-fast bench lint clean
+.PHONY: install demo test test-fast bench lint clean classifier-model
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,14 @@ test-fast: install
 
 bench: install
 	$(PY) benchmarks/world_build.py
+	$(PY) benchmarks/classifier_real.py
+
+# Reproduces the shipped topic model (classifier/shipped/) from two seeded worlds.
+classifier-model: install
+	$(VENV)/bin/clipfeed world build --out .cache/world-42 --seed 42 --quiet
+	$(VENV)/bin/clipfeed world build --out .cache/world-8 --seed 8 --quiet
+	$(VENV)/bin/clipfeed classifier train --world .cache/world-42 --dev-world .cache/world-8 \
+		--out classifier/shipped --seed 0
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from cli import pending, world
+from cli import classifier, pending, world
 from cli.output import stderr
 from clipfeed.errors import ClipfeedError, NotBuiltError
 from clipfeed.settings import check_environment
@@ -27,6 +27,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(world.app, name="world")
+app.add_typer(classifier.app, name="classifier")
 pending.register(app)
 
 

@@ -20,7 +20,6 @@ STAGES = {
         3,
         ["label", "train-teacher", "distill", "eval", "tag"],
     ),
-    "classifier": ("Topic classifier and tag filter.", 4, ["train", "eval", "predict"]),
     "ranker": ("LightGBM LambdaRank training and offline evaluation.", 5, ["train", "eval"]),
     "bench": ("Benchmarks that print measured figures.", 6, ["api", "tagger", "classifier", "ranker"]),
 }
