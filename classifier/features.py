@@ -13,21 +13,11 @@ True
 from __future__ import annotations
 
 import itertools
-import re
-import unicodedata
 import zlib
 
-MAX_TEXT_CHARS = 512
-_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+from clipfeed.text import normalize, tokens
 
-
-def normalize(text: str) -> str:
-    """NFKC, lower case, collapsed whitespace; the same text always gives the same features."""
-    return " ".join(unicodedata.normalize("NFKC", text).lower().split())
-
-
-def tokens(text: str) -> list[str]:
-    return _TOKEN.findall(normalize(text)[:MAX_TEXT_CHARS])
+__all__ = ["featurize", "normalize", "tokens"]
 
 
 def _hash(feature: str, n_buckets: int) -> int:

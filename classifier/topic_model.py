@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -106,6 +107,19 @@ class TopicClassifier:
 
     def predict_one(self, text: str, query: str = "", top_k: int | None = None) -> TopicPrediction:
         return self.predict([(text, query)], top_k)[0]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length sub-word embedding of each text (implements ``clipfeed.protocols.TextEncoder``)."""
+        feats = [
+            featurize(t, "", n_buckets=self.cfg.n_buckets, min_n=self.cfg.min_n, max_n=self.cfg.max_n) for t in texts
+        ]
+        if not feats:
+            return np.zeros((0, self.cfg.dim), dtype=np.float32)
+        with torch.inference_mode():
+            vecs = self.net.emb(*pack(feats)).numpy().astype(np.float32)
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        out: np.ndarray = vecs / np.maximum(norms, 1e-9)
+        return out
 
     def probabilities(self, items: Sequence[tuple[str, str]]) -> torch.Tensor:
         """Calibrated probabilities over all labels (for evaluation)."""

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from cli import classifier, pending, world
+from cli import classifier, pending, ranker, world
 from cli.output import stderr
 from clipfeed.errors import ClipfeedError, NotBuiltError
 from clipfeed.settings import check_environment
@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 app.add_typer(world.app, name="world")
 app.add_typer(classifier.app, name="classifier")
+app.add_typer(ranker.app, name="ranker")
+app.command("feed")(ranker.feed_cmd)
 pending.register(app)
 
 

@@ -20,10 +20,9 @@ STAGES = {
         3,
         ["label", "train-teacher", "distill", "eval", "tag"],
     ),
-    "ranker": ("LightGBM LambdaRank training and offline evaluation.", 5, ["train", "eval"]),
     "bench": ("Benchmarks that print measured figures.", 6, ["api", "tagger", "classifier", "ranker"]),
 }
-TOP_LEVEL = {"feed": ("Build one user's feed from a world.", 5), "serve": ("Start the feed API.", 6)}
+TOP_LEVEL = {"serve": ("Start the feed API.", 6)}
 
 
 def _pending(name: str, issue: int) -> Callable[[typer.Context], None]:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class IntentTag:
@@ -44,6 +46,13 @@ class IntentTagger(Protocol):
     def tag_batch(
         self, queries: Sequence[str], docs: Sequence[Sequence[str]] | None = None
     ) -> list[list[IntentTag]]: ...
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Embeds short texts as unit vectors (rows of a float32 array), for similarity search."""
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 @runtime_checkable

@@ -114,7 +114,8 @@ def build_world(out: str | Path, cfg: WorldConfig | None = None, *, progress: bo
     heldout: list[SimEvent] = []
     span_s = (span_end - cfg.start).total_seconds()
     for user in tqdm(users, desc="world: users", unit="user", disable=not progress, mininterval=0.5):
-        queries.extend(make_queries(cfg, vocab, r_queries, user, heads, span_end))
+        user_queries = make_queries(cfg, vocab, r_queries, user, heads, span_end)
+        queries.extend(user_queries)
         followed: set[str] = set()
         if user.cold:
             # The cold-start population: searches only. Their reactions to a wide evaluation session
@@ -127,7 +128,8 @@ def build_world(out: str | Path, cfg: WorldConfig | None = None, *, progress: bo
         starts = sorted(float(r_events.uniform(0, span_s)) for _ in range(int(r_events.integers(lo, hi + 1))))
         for s in starts:
             ts = cfg.start + timedelta(seconds=int(s))
-            for j, idx in enumerate(exposure.session(user, cfg.impressions_per_session)):
+            recent = [q.query for q in user_queries if q.ts < ts][-3:]
+            for j, idx in enumerate(exposure.session(user, cfg.impressions_per_session, recent)):
                 events.extend(choice.react(user, clips[idx], ts + timedelta(seconds=40 * j), followed))
 
     queries.sort(key=lambda q: (q.ts, q.user_id))

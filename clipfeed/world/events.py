@@ -15,7 +15,7 @@ comment or a follow of the creator.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -37,22 +37,35 @@ class SimEvent:
 
 
 def relevance(user: SimUser, clip: SimClip, tier1: Callable[[str], str]) -> float:
+    interests = [(it.topic, it.entity) for it in user.interests]
+    return oracle_relevance(interests, user.lang, clip.topic, clip.entity, clip.lang, tier1)
+
+
+def oracle_relevance(
+    interests: Sequence[tuple[str, str | None]],
+    user_lang: str,
+    topic: str,
+    entity: str | None,
+    lang: str,
+    tier1: Callable[[str], str],
+) -> float:
+    """The documented relevance rule (module docstring), also used as ground truth by evaluation."""
     best = 0.0
-    ct1 = tier1(clip.topic)
-    for it in user.interests:
-        if clip.topic == it.topic:
-            if it.entity is None or clip.entity is None:
+    ct1 = tier1(topic)
+    for it_topic, it_entity in interests:
+        if topic == it_topic:
+            if it_entity is None or entity is None:
                 r = 2.0
             else:
-                r = 3.0 if clip.entity == it.entity else 1.2
-        elif ct1 == tier1(it.topic):
-            r = 1.5 if it.entity is not None and clip.entity == it.entity else 0.4
-        elif it.entity is not None and clip.entity == it.entity:
+                r = 3.0 if entity == it_entity else 1.2
+        elif ct1 == tier1(it_topic):
+            r = 1.5 if it_entity is not None and entity == it_entity else 0.4
+        elif it_entity is not None and entity == it_entity:
             r = 0.2
         else:
             r = 0.0
         best = max(best, r)
-    return best * (1.0 if clip.lang == user.lang else 0.6)
+    return best * (1.0 if lang == user_lang else 0.6)
 
 
 class ChoiceModel:
@@ -93,7 +106,8 @@ class ChoiceModel:
 
 
 class Exposure:
-    """What the (legacy) platform shows: popular clips, random clips, and same-tier-1 clips."""
+    """What the (legacy) platform shows: popular clips, random clips, same-tier-1 clips, and clips whose
+    titles share a word with the user's recent searches (the raw-keyword recommender that failed)."""
 
     def __init__(self, clips: list[SimClip], rng: np.random.Generator, tier1: Callable[[str], str]) -> None:
         self.clips = clips
@@ -109,20 +123,28 @@ class Exposure:
             if c.entity:
                 self.by_entity.setdefault(c.entity, []).append(i)
         self.everything = list(range(len(clips)))
+        self.by_word: dict[str, list[int]] = {}
+        for i, c in enumerate(clips):
+            for w in set(c.title.lower().split()):
+                self.by_word.setdefault(w, []).append(i)
         self.tier1 = tier1
 
     def _from(self, pool: list[int]) -> int:
         return pool[int(self.rng.integers(len(pool)))]
 
-    def session(self, user: SimUser, k: int) -> list[int]:
-        """One feed session of the legacy recommender (popularity-heavy, coarse categories)."""
+    def session(self, user: SimUser, k: int, recent_queries: Sequence[str] = ()) -> list[int]:
+        """One feed session of the legacy recommender: 35 % popular, 25 % random, 25 % the tier-1
+        category of an interest, 15 % a clip sharing a word with a recent search (when there is one)."""
         out: list[int] = []
+        words = [w for q in recent_queries for w in q.lower().split() if w in self.by_word]
         for _ in range(k):
             u = self.rng.random()
-            if u < 0.4:
+            if u < 0.35:
                 out.append(int(self.rng.choice(len(self.clips), p=self.p_pop)))
-            elif u < 0.7:
+            elif u < 0.6:
                 out.append(int(self.rng.integers(len(self.clips))))
+            elif u < 0.75 and words:
+                out.append(self._from(self.by_word[words[int(self.rng.integers(len(words)))]]))
             else:
                 it = user.interests[int(self.rng.integers(len(user.interests)))]
                 out.append(self._from(self.by_tier1.get(self.tier1(it.topic), self.everything)))

@@ -1,0 +1,59 @@
+"""Wires the stages together for the CLI: world data, the topic filter, the tagger, the ranker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from classifier import TopicClassifier, TopicFilter
+from clipfeed.errors import ClipfeedError
+from recommender import (
+    CatalogIndex,
+    FeedBuilder,
+    QueryAsTagTagger,
+    Ranker,
+    RecommenderConfig,
+    SearchTagging,
+    WorldData,
+)
+from recommender.evaluate import split_time
+
+
+def shipped_ranker_dir() -> Path:
+    return Path(str(resources.files("recommender") / "shipped"))
+
+
+@dataclass
+class Stack:
+    world: WorldData
+    catalog: CatalogIndex
+    tagging: SearchTagging
+    cfg: RecommenderConfig
+    split: float
+
+
+def load_stack(world_dir: Path, skip_invalid: bool = False, classifier_dir: Path | None = None) -> Stack:
+    if not world_dir.is_dir():
+        raise ClipfeedError(f"{world_dir}: not a world directory (build one with `clipfeed world build`)")
+    world = WorldData.load(world_dir, skip_invalid=skip_invalid)
+    clf = TopicClassifier.load(classifier_dir)
+    catalog = CatalogIndex(world.clips, world.taxonomy, clf)
+    cfg = RecommenderConfig()
+    split = split_time(world, cfg)
+    # Quality statistics only from events before the evaluation split (no peeking at the future).
+    catalog.fit_stats(e for e in world.events if e.ts.timestamp() < split)
+    tagging = SearchTagging(QueryAsTagTagger(), TopicFilter(clf, world.taxonomy))
+    return Stack(world, catalog, tagging, cfg, split)
+
+
+def load_ranker(model: Path | None) -> Ranker | None:
+    """The given model; else the shipped one if present; else None (the prior score ranks)."""
+    if model is not None:
+        return Ranker.load(model)
+    shipped = shipped_ranker_dir()
+    return Ranker.load(shipped) if (shipped / "ranker.json").exists() else None
+
+
+def feed_builder(stack: Stack, ranker: Ranker | None) -> FeedBuilder:
+    return FeedBuilder(stack.catalog, ranker, stack.cfg)

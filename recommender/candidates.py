@@ -1,0 +1,134 @@
+"""Candidate generation: topic and keyword indexes, embedding similarity, creators, popularity.
+
+Every source records why a clip is there (for features and explanations); clips the user has
+already seen are excluded; the result holds between ``min_candidates`` and ``max_candidates``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from clipfeed.text import tokens
+from recommender.catalog import CatalogIndex
+from recommender.config import CandidateConfig
+from recommender.signals import UserContext
+
+SOURCES = ("topic", "watch_topic", "embedding", "keyword", "creator", "popular")
+
+
+@dataclass
+class Candidates:
+    index: list[int] = field(default_factory=list)
+    sources: dict[int, set[str]] = field(default_factory=dict)
+    tag_sim: dict[int, float] = field(default_factory=dict)
+    best_tag: dict[int, str] = field(default_factory=dict)
+    keyword: dict[int, float] = field(default_factory=dict)
+
+    def add(self, i: int, source: str, prelim: float, scores: dict[int, float]) -> None:
+        if i not in self.sources:
+            self.sources[i] = set()
+            self.index.append(i)
+        self.sources[i].add(source)
+        scores[i] = max(scores.get(i, 0.0), prelim)
+
+
+def sibling_guard(ctx: UserContext, catalog: CatalogIndex) -> set[str]:
+    """Tier-2 topics that must not be recommended: siblings (same tier 1) of the topics the user's
+    filtered tags point at, which the user has shown no interest in themselves. This is what keeps
+    a soccer fan's feed free of baseball although both are Sports."""
+    tax = catalog.taxonomy
+    wanted = {t for t, a in ctx.topics.items() if a.positive > 0}
+    tier1s = {tax.tier1_of(t) for t in wanted if t in tax}
+    return {t for t in catalog.by_topic if t not in wanted and t in tax and tax.tier1_of(t) in tier1s}
+
+
+class TagVectorCache:
+    """Tag embeddings are reused across requests (tags repeat far more than they change)."""
+
+    def __init__(self, catalog: CatalogIndex, size: int = 50_000) -> None:
+        self.catalog = catalog
+        self.size = size
+        self.cache: dict[str, np.ndarray] = {}
+
+    def get(self, tags: list[str]) -> np.ndarray:
+        enc = self.catalog.encoder
+        if enc is None or not tags:
+            return np.zeros((0, 1), dtype=np.float32)
+        missing = [t for t in tags if t not in self.cache]
+        if missing:
+            if len(self.cache) + len(missing) > self.size:
+                self.cache.clear()
+            for t, v in zip(missing, enc.encode(missing), strict=True):
+                self.cache[t] = v
+        return np.stack([self.cache[t] for t in tags])
+
+
+def generate(
+    ctx: UserContext, catalog: CatalogIndex, cfg: CandidateConfig, vectors: TagVectorCache, use_topics: bool = True
+) -> Candidates:
+    seen = set(ctx.seen)
+    out = Candidates()
+    prelim: dict[int, float] = {}
+    guard = sibling_guard(ctx, catalog) if use_topics else set()
+
+    def ok(i: int) -> bool:
+        return catalog.ids[i] not in seen and catalog.topic[i] not in guard
+
+    if use_topics:
+        intent = {t: a.intent - 0.5 * a.skip for t, a in ctx.topics.items() if a.intent > 0}
+        watched = {t: a.watch + a.engage - a.skip for t, a in ctx.topics.items() if a.watch + a.engage > 0}
+        for source, weights in (("topic", intent), ("watch_topic", watched)):
+            total = sum(w for w in weights.values() if w > 0)
+            for topic, w in sorted(weights.items(), key=lambda kv: -kv[1]):
+                if w <= 0:
+                    continue
+                quota = max(5, int(cfg.per_topic * w / total))
+                taken = 0
+                for i in catalog.by_topic.get(topic, []):
+                    if ok(i):
+                        out.add(i, source, w / total, prelim)
+                        taken += 1
+                        if taken >= quota:
+                            break
+    tags = list(ctx.tags)
+    if tags:
+        vecs = vectors.get(tags)
+        if len(vecs) and catalog.vectors is not None:
+            sims = catalog.vectors @ vecs.T
+            best = sims.argmax(axis=1)
+            top = sims.max(axis=1)
+            order = np.argsort(-top)[: cfg.embedding_top + len(seen)]
+            n = 0
+            for i in order:
+                i = int(i)
+                out.tag_sim[i] = float(top[i])
+                out.best_tag[i] = tags[int(best[i])]
+                if ok(i) and n < cfg.embedding_top:
+                    out.add(i, "embedding", float(top[i]), prelim)
+                    n += 1
+        words = [w for t in tags for w in tokens(t)]
+        kw = catalog.keyword_scores(words)
+        if kw:
+            top_kw = max(kw.values())
+            for i, s in sorted(kw.items(), key=lambda kv: -kv[1])[: cfg.keyword_top + len(seen)]:
+                out.keyword[i] = s / top_kw
+                if ok(i):
+                    out.add(i, "keyword", s / top_kw, prelim)
+    for creator, aff in ctx.creators.items():
+        if aff.follow > 0 or aff.watch + aff.engage > 1.0:
+            for i in catalog.by_creator.get(creator, [])[:10]:
+                if ok(i):
+                    out.add(i, "creator", 0.5 + aff.follow, prelim)
+    if len(out.index) > cfg.max_candidates:
+        keep = sorted(out.index, key=lambda i: -prelim[i])[: cfg.max_candidates]
+        keep_set = set(keep)
+        out.index = [i for i in out.index if i in keep_set]
+    for i in catalog.popularity_rank:
+        if len(out.index) >= cfg.min_candidates:
+            break
+        i = int(i)
+        if ok(i) and i not in out.sources:
+            out.add(i, "popular", 0.0, prelim)
+    return out

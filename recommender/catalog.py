@@ -1,0 +1,120 @@
+"""The catalog as arrays and inverted indexes (topic, token, creator) plus clip text embeddings."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from clipfeed.errors import ClipfeedError
+from clipfeed.protocols import TextEncoder
+from clipfeed.records import Clip, Event
+from clipfeed.taxonomy import Taxonomy
+from clipfeed.text import hangul_share, tokens
+
+
+@dataclass
+class ClipStats:
+    impressions: int = 0
+    watches: int = 0
+    meaningful: int = 0
+    skips: int = 0
+
+
+class CatalogIndex:
+    """Read-only view of the catalog that candidate generation and features need."""
+
+    def __init__(
+        self, clips: Sequence[Clip], taxonomy: Taxonomy, encoder: TextEncoder | None = None, now: datetime | None = None
+    ) -> None:
+        if not clips:
+            raise ClipfeedError("the catalog is empty: nothing to recommend")
+        self.clips = list(clips)
+        self.taxonomy = taxonomy
+        self.ids = [c.clip_id for c in self.clips]
+        self.pos = {cid: i for i, cid in enumerate(self.ids)}
+        self.topic = [self._tier2(c.topics[0]) for c in self.clips]
+        self.tier1 = [taxonomy.tier1_of(t) if t in taxonomy else t for t in self.topic]
+        self.creator = [c.creator_id for c in self.clips]
+        self.hangul = np.array([hangul_share(c.title) for c in self.clips], dtype=np.float32)
+        views = np.array([float(c.views or 0) for c in self.clips])
+        self.log_views = np.log1p(views).astype(np.float32)
+        self.popularity_rank = np.argsort(-views, kind="stable")
+        ref = now or max(c.published_at for c in self.clips)
+        self.age_days = np.array(
+            [max(0.0, (ref - c.published_at).total_seconds() / 86400) for c in self.clips], dtype=np.float32
+        )
+        self.duration = np.array([c.duration_s for c in self.clips], dtype=np.float32)
+        self.quality = np.full(len(self.clips), 0.5, dtype=np.float32)  # smoothed watch rate; see fit_stats
+        self.by_topic: dict[str, list[int]] = defaultdict(list)
+        self.by_creator: dict[str, list[int]] = defaultdict(list)
+        self.by_token: dict[str, list[int]] = defaultdict(list)
+        self.clip_tokens: list[set[str]] = []
+        for i, c in enumerate(self.clips):
+            self.by_topic[self.topic[i]].append(i)
+            self.by_creator[c.creator_id].append(i)
+            toks = set(tokens(c.title)) | {t for tag in c.tags for t in tokens(tag)}
+            self.clip_tokens.append(toks)
+            for t in toks:
+                self.by_token[t].append(i)
+        for lists in (self.by_topic, self.by_creator):
+            for k in lists:
+                lists[k].sort(key=lambda i: -self.log_views[i])
+        n = len(self.clips)
+        self.idf = {t: math.log((n + 1) / (len(ix) + 1)) + 1.0 for t, ix in self.by_token.items()}
+        self.encoder = encoder
+        self.vectors: np.ndarray | None = None
+        if encoder is not None:
+            self.vectors = encoder.encode([f"{c.title} {' '.join(c.tags)}" for c in self.clips])
+
+    def _tier2(self, topic: str) -> str:
+        if topic in self.taxonomy:
+            return self.taxonomy.tier2_of(topic) or topic
+        return topic
+
+    def fit_stats(self, events: Iterable[Event], meaningful_ratio: float = 0.5) -> None:
+        """Clip quality from logged reactions: a smoothed meaningful-watch rate per impression."""
+        stats: dict[int, ClipStats] = defaultdict(ClipStats)
+        for e in events:
+            i = self.pos.get(e.clip_id or "")
+            if i is None:
+                continue
+            s = stats[i]
+            if e.type.value == "impression":
+                s.impressions += 1
+            elif e.type.value == "watch":
+                s.watches += 1
+                s.meaningful += int((e.watch_ratio or 0) >= meaningful_ratio)
+            elif e.type.value == "skip":
+                s.skips += 1
+        total_imp = sum(s.impressions for s in stats.values())
+        prior = sum(s.meaningful for s in stats.values()) / total_imp if total_imp else 0.2
+        for i, s in stats.items():
+            self.quality[i] = (s.meaningful + 5 * prior) / (s.impressions + 5)
+        for i in range(len(self.clips)):
+            if i not in stats:
+                self.quality[i] = prior
+
+    def keyword_scores(self, words: Iterable[str]) -> dict[int, float]:
+        """idf-weighted token overlap between words and clip text (the raw-keyword matcher)."""
+        scores: dict[int, float] = defaultdict(float)
+        for w in set(words):
+            idf = self.idf.get(w)
+            if idf is None:
+                continue
+            for i in self.by_token[w]:
+                scores[i] += idf
+        return scores
+
+    def similar(self, vectors: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+        """(clip indices, best cosine) of the ``top`` clips closest to any of ``vectors``."""
+        if self.vectors is None or len(vectors) == 0 or top <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        sims = (self.vectors @ vectors.T).max(axis=1)
+        top = min(top, len(sims))
+        idx = np.argpartition(-sims, top - 1)[:top]
+        return idx, sims[idx]

@@ -1,0 +1,155 @@
+"""The ranker's feature schema and its computation for (user context, candidate clip, request)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from clipfeed.text import tokens
+from recommender.candidates import TagVectorCache
+from recommender.catalog import CatalogIndex
+from recommender.signals import UserContext
+
+FEATURES: tuple[str, ...] = (
+    "intent_share",
+    "search_share",
+    "doc_click_share",
+    "watch_share",
+    "skip_share",
+    "engage_share",
+    "skip_raw",
+    "tier1_intent_share",
+    "sibling_intent_share",
+    "tier1_watch_share",
+    "tier2_intent_match",
+    "tag_sim",
+    "tag_keyword",
+    "tag_sim_same_topic",
+    "tag_keyword_same_topic",
+    "creator_watch",
+    "creator_skip",
+    "creator_engage",
+    "creator_follow",
+    "log_views",
+    "quality",
+    "age_days",
+    "duration_s",
+    "lang_match",
+    "history_len",
+    "n_searches",
+    "hour",
+    "device",
+)
+DEVICES = {"unknown": 0, "ios": 1, "android": 2, "web": 3}
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    hour: int = 12
+    device: str = "unknown"
+
+
+def _shares(ctx: UserContext, signal: str) -> dict[str, float]:
+    total = ctx.topic_total(signal)
+    return {t: getattr(a, signal) / total for t, a in ctx.topics.items()} if total > 0 else {}
+
+
+@dataclass
+class TagMatch:
+    """How a clip matches the user's kept tags: by embedding and by words, overall and restricted to
+    tags whose filtered topic is the clip's own topic (the tag -> topic -> clip agreement)."""
+
+    sim: np.ndarray
+    sim_same_topic: np.ndarray
+    keyword: np.ndarray
+    keyword_same_topic: np.ndarray
+    best_tag: list[str | None]
+
+
+def tag_matches(ctx: UserContext, catalog: CatalogIndex, vectors: TagVectorCache, idx: list[int]) -> TagMatch:
+    tags = list(ctx.tags)
+    n = len(idx)
+    sim, sim_same, kw, kw_same = (np.zeros(n, dtype=np.float32) for _ in range(4))
+    best: list[str | None] = [None] * n
+    if not tags or not idx:
+        return TagMatch(sim, sim_same, kw, kw_same, best)
+    tag_topic = np.array([ctx.tags[t].topic for t in tags])
+    clip_topic = np.array([catalog.topic[i] for i in idx])
+    same = clip_topic[:, None] == tag_topic[None, :]
+    if catalog.vectors is not None:
+        sims = catalog.vectors[idx] @ vectors.get(tags).T
+        sim = sims.max(axis=1).astype(np.float32)
+        sim_same = np.where(same, sims, 0.0).max(axis=1).astype(np.float32)
+        best = [tags[int(j)] for j in np.where(same, sims + 1.0, sims).argmax(axis=1)]
+    tag_words = [set(tokens(t)) for t in tags]
+    tag_norm = [sum(catalog.idf.get(w, 0.0) for w in ws) for ws in tag_words]
+    for r, i in enumerate(idx):
+        clip_words = catalog.clip_tokens[i]
+        for j, ws in enumerate(tag_words):
+            if tag_norm[j] <= 0:
+                continue
+            overlap = sum(catalog.idf[w] for w in ws & clip_words) / tag_norm[j]
+            if overlap > kw[r]:
+                kw[r] = overlap
+            if same[r, j] and overlap > kw_same[r]:
+                kw_same[r] = overlap
+    return TagMatch(sim, sim_same, kw, kw_same, best)
+
+
+def compute(
+    ctx: UserContext, catalog: CatalogIndex, vectors: TagVectorCache, idx: list[int], req: RequestContext | None = None
+) -> np.ndarray:
+    """Feature matrix (len(idx) x len(FEATURES)), float32, in schema order."""
+    req = req or RequestContext()
+    m = tag_matches(ctx, catalog, vectors, idx)
+    search, doc, watch, skip, engage = (_shares(ctx, s) for s in ("search", "doc_click", "watch", "skip", "engage"))
+    intent_total = ctx.topic_total("search") + ctx.topic_total("doc_click")
+    intent = {t: (a.search + a.doc_click) / intent_total for t, a in ctx.topics.items()} if intent_total else {}
+    tax = catalog.taxonomy
+    t1_intent: dict[str, float] = {}
+    t1_watch: dict[str, float] = {}
+    for t in ctx.topics:
+        t1 = tax.tier1_of(t) if t in tax else t
+        t1_intent[t1] = t1_intent.get(t1, 0.0) + intent.get(t, 0.0)
+        t1_watch[t1] = t1_watch.get(t1, 0.0) + watch.get(t, 0.0)
+    history = math.log1p(ctx.clip_events)
+    n_searches = float(len(ctx.searches))
+    rows = np.zeros((len(idx), len(FEATURES)), dtype=np.float32)
+    for r, i in enumerate(idx):
+        topic, t1, creator = catalog.topic[i], catalog.tier1[i], catalog.creator[i]
+        a = ctx.topics.get(topic)
+        c = ctx.creators.get(creator)
+        own_intent = intent.get(topic, 0.0)
+        rows[r] = (
+            own_intent,
+            search.get(topic, 0.0),
+            doc.get(topic, 0.0),
+            watch.get(topic, 0.0),
+            skip.get(topic, 0.0),
+            engage.get(topic, 0.0),
+            math.log1p(a.skip) if a else 0.0,
+            t1_intent.get(t1, 0.0),
+            t1_intent.get(t1, 0.0) - own_intent,
+            t1_watch.get(t1, 0.0),
+            1.0 if own_intent > 0 else 0.0,
+            m.sim[r],
+            m.keyword[r],
+            m.sim_same_topic[r],
+            m.keyword_same_topic[r],
+            c.watch if c else 0.0,
+            c.skip if c else 0.0,
+            c.engage if c else 0.0,
+            c.follow if c else 0.0,
+            catalog.log_views[i],
+            catalog.quality[i],
+            catalog.age_days[i],
+            catalog.duration[i],
+            1.0 - abs(ctx.hangul - float(catalog.hangul[i])),
+            history,
+            n_searches,
+            float(req.hour),
+            float(DEVICES.get(req.device, 0)),
+        )
+    return rows

@@ -1,0 +1,172 @@
+"""``FeedBuilder``: candidates -> features -> LambdaRank -> diversity -> exploration -> explanations."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from recommender.candidates import Candidates, TagVectorCache, generate
+from recommender.catalog import CatalogIndex
+from recommender.config import RecommenderConfig
+from recommender.features import FEATURES, RequestContext, compute, tag_matches
+from recommender.ranker import Ranker, prior_score
+from recommender.signals import UserContext
+
+
+@dataclass
+class FeedItem:
+    clip_id: str
+    score: float
+    topics: list[str]
+    explanation: dict[str, Any]
+
+
+@dataclass
+class Feed:
+    items: list[FeedItem] = field(default_factory=list)
+    fallback: str | None = None  # why the feed is not personalised, when it is not
+    candidates: int = 0
+
+
+class FeedBuilder:
+    def __init__(
+        self,
+        catalog: CatalogIndex,
+        ranker: Ranker | None = None,
+        cfg: RecommenderConfig | None = None,
+        vectors: TagVectorCache | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.ranker = ranker
+        self.cfg = cfg or (ranker.config if ranker is not None else RecommenderConfig())
+        self.vectors = vectors or TagVectorCache(catalog)
+
+    def build(
+        self,
+        ctx: UserContext,
+        limit: int = 20,
+        req: RequestContext | None = None,
+        explain: bool = True,
+        exclude: set[str] | None = None,
+        user_key: str = "",
+    ) -> Feed:
+        if exclude:
+            ctx = UserContext(**{**ctx.__dict__, "seen": [*ctx.seen, *exclude]})
+        cands = generate(ctx, self.catalog, self.cfg.candidates, self.vectors)
+        if not ctx.tags and not any(a.positive > 0 for a in ctx.topics.values()):
+            return self._fallback(cands, limit, "no search intent or watch history yet: popular clips")
+        idx = cands.index
+        x = compute(ctx, self.catalog, self.vectors, idx, req)
+        # Without a trained model the prior alone ranks (it is also where the booster starts).
+        scores = self.ranker.predict(x) if self.ranker is not None else prior_score(x)
+        order = self._diversify(idx, scores, limit)
+        order = self._explore(order, idx, limit, user_key, ctx)
+        pos = {i: r for r, i in enumerate(idx)}
+        contrib: dict[int, np.ndarray] = {}
+        ranked = [i for i in order if i in pos]
+        if explain and self.ranker is not None and ranked:
+            contrib = dict(zip(ranked, self.ranker.contributions(x[[pos[i] for i in ranked]]), strict=True))
+        best_tags = tag_matches(ctx, self.catalog, self.vectors, order).best_tag
+        items = []
+        for n, i in enumerate(order):
+            explanation = (
+                self._explain(ctx, cands, i, best_tags[n], contrib.get(i), explore=i not in pos) if explain else {}
+            )
+            score = float(scores[pos[i]]) if i in pos else 0.0
+            items.append(FeedItem(self.catalog.ids[i], round(score, 4), [self.catalog.topic[i]], explanation))
+        return Feed(items, None, len(idx))
+
+    def _fallback(self, cands: Candidates, limit: int, reason: str) -> Feed:
+        idx = cands.index[:limit]
+        items = [
+            FeedItem(self.catalog.ids[i], 0.0, [self.catalog.topic[i]], {"reason": reason, "sources": ["popular"]})
+            for i in idx
+        ]
+        return Feed(items, reason, len(cands.index))
+
+    def _diversify(self, idx: list[int], scores: np.ndarray, limit: int) -> list[int]:
+        """Greedy by score under per-page caps on one topic and one creator."""
+        topic_cap = max(1, math.ceil(self.cfg.feed.topic_cap_share * limit))
+        per_topic: dict[str, int] = {}
+        per_creator: dict[str, int] = {}
+        out: list[int] = []
+        deferred: list[int] = []
+        for r in np.argsort(-scores, kind="stable"):
+            i = idx[int(r)]
+            t, c = self.catalog.topic[i], self.catalog.creator[i]
+            if per_topic.get(t, 0) >= topic_cap or per_creator.get(c, 0) >= self.cfg.feed.creator_cap:
+                deferred.append(i)
+                continue
+            out.append(i)
+            per_topic[t] = per_topic.get(t, 0) + 1
+            per_creator[c] = per_creator.get(c, 0) + 1
+            if len(out) >= limit:
+                return out
+        return (out + deferred)[:limit]  # too few distinct topics: fill rather than return a short page
+
+    def _explore(self, order: list[int], idx: list[int], limit: int, user_key: str, ctx: UserContext) -> list[int]:
+        """Reserve a small share of the page (the last slots) for popular clips from unseen topics."""
+        n = int(limit * self.cfg.feed.exploration_share)
+        if n <= 0 or len(order) < limit:
+            return order
+        have = {self.catalog.topic[i] for i in order} | set(ctx.topics)
+        tax = self.catalog.taxonomy
+        # Explore other tier-1 topics only: a sibling of what the user wants is a leak, not discovery.
+        near = {tax.tier1_of(t) for t in have if t in tax}
+        seen = set(ctx.seen)
+        rng = np.random.default_rng(zlib.crc32(user_key.encode()) + self.cfg.feed.seed)
+        pool = [
+            int(i)
+            for i in self.catalog.popularity_rank[:500]
+            if self.catalog.tier1[int(i)] not in near and self.catalog.ids[int(i)] not in seen
+        ]
+        if not pool:
+            return order
+        picks = [pool[int(j)] for j in rng.choice(len(pool), size=min(n, len(pool)), replace=False)]
+        return order[: limit - len(picks)] + picks
+
+    def _explain(
+        self,
+        ctx: UserContext,
+        cands: Candidates,
+        i: int,
+        best_tag: str | None,
+        contrib: np.ndarray | None,
+        explore: bool,
+    ) -> dict[str, Any]:
+        topic = self.catalog.topic[i]
+        tax = self.catalog.taxonomy
+        out: dict[str, Any] = {"sources": sorted(cands.sources.get(i, {"exploration"} if explore else set()))}
+        reasons = []
+        if explore:
+            reasons.append("exploring a topic you have not seen yet")
+        # The tag that best matches this clip among the tags filtered onto its topic; else the
+        # strongest tag of its topic.
+        tag = best_tag if best_tag in ctx.tags and ctx.tags[best_tag].topic == topic else None
+        tag = tag or next(
+            (t for t, a in sorted(ctx.tags.items(), key=lambda kv: -kv[1].weight) if a.topic == topic), None
+        )
+        if tag is not None and tag in ctx.tags:
+            a = ctx.tags[tag]
+            name = tax.name(a.topic) if a.topic in tax else a.topic
+            reasons.append(f"because you searched '{a.query}' → {tag} ({name})")
+            out["search"] = a.query
+            out["tag"] = tag
+        aff = ctx.topics.get(topic)
+        if aff is not None and aff.watch + aff.engage > 0.5:
+            reasons.append(f"because you watched {tax.name(topic) if topic in tax else topic} clips")
+        cre = ctx.creators.get(self.catalog.creator[i])
+        if cre is not None and cre.follow > 0:
+            reasons.append(f"you follow {self.catalog.creator[i]}")
+        if not reasons:
+            reasons.append("popular now" if "popular" in out["sources"] else "similar to your interests")
+        out["reason"] = reasons[0]
+        out["reasons"] = reasons
+        if contrib is not None:
+            top = np.argsort(-np.abs(contrib[:-1]))[:3]
+            out["top_features"] = [{"feature": FEATURES[j], "contribution": round(float(contrib[j]), 4)} for j in top]
+        return out

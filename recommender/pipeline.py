@@ -1,0 +1,128 @@
+"""From logs to user contexts: tagging searches (tagger -> topic filter) and replaying events."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clipfeed.jsonl import read_catalog, read_events, read_queries
+from clipfeed.protocols import FilteredTag, IntentTag, IntentTagger, TopicModel
+from clipfeed.records import Clip, Event, EventType, SearchQuery
+from clipfeed.taxonomy import Taxonomy
+from clipfeed.text import hangul_share, normalize
+from recommender.catalog import CatalogIndex
+from recommender.signals import ContextUpdater, UserContext
+
+
+class PassThroughFilter:
+    """No topic model: every tag is kept with no topic (the ``tags_unfiltered`` baseline)."""
+
+    def filter_tags(self, tags: Sequence[IntentTag], query: str) -> list[FilteredTag]:
+        return [FilteredTag(t.tag, t.score, (), True, "unfiltered") for t in tags]
+
+
+class SearchTagging:
+    """Tags a search with the tagger and filters the tags; results are cached by normalised input."""
+
+    def __init__(self, tagger: IntentTagger, topic_model: TopicModel, cache_size: int = 100_000) -> None:
+        self.tagger = tagger
+        self.topic_model = topic_model
+        self.cache: dict[tuple[str, tuple[str, ...]], tuple[list[FilteredTag], list[FilteredTag]]] = {}
+        self.cache_size = cache_size
+        self.hits = self.misses = 0
+
+    def tag(self, query: str, docs: Sequence[str] = ()) -> tuple[list[FilteredTag], list[FilteredTag]]:
+        """(tags of the query alone: the search signal, tags the clicked documents add: doc_click)."""
+        key = (normalize(query), tuple(normalize(d) for d in docs))
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.hits += 1
+            return hit
+        self.misses += 1
+        q_tags = self.tagger.tag_batch([query])[0]
+        search = self.topic_model.filter_tags(q_tags, query)
+        doc: list[FilteredTag] = []
+        if docs:
+            all_tags = self.tagger.tag_batch([query], [list(docs)])[0]
+            q_set = {t.tag for t in q_tags}
+            doc = self.topic_model.filter_tags([t for t in all_tags if t.tag not in q_set], query)
+        if len(self.cache) >= self.cache_size:
+            self.cache.clear()
+        self.cache[key] = (search, doc)
+        return search, doc
+
+
+@dataclass
+class UserLog:
+    queries: list[SearchQuery] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass
+class WorldData:
+    """A world's catalog, per-user logs and taxonomy (the ``truth/`` folder is not read here)."""
+
+    path: Path
+    clips: list[Clip]
+    taxonomy: Taxonomy
+    users: dict[str, UserLog]
+    events: list[Event]
+
+    @classmethod
+    def load(cls, world: str | Path, skip_invalid: bool = False) -> WorldData:
+        world = Path(world)
+        taxonomy = Taxonomy.load(world / "taxonomy.tsv")
+        clips = list(read_catalog(world / "catalog.jsonl", skip_invalid=skip_invalid))
+        clip_ids = {c.clip_id for c in clips}
+        users: dict[str, UserLog] = defaultdict(UserLog)
+        for q in read_queries(world / "queries.jsonl", skip_invalid=skip_invalid):
+            users[q.user_id].queries.append(q)
+        events = [
+            e
+            for e in read_events(world / "events.jsonl", skip_invalid=skip_invalid)
+            if e.clip_id is None or e.clip_id in clip_ids
+        ]  # clips missing from the catalog are dropped
+        for e in events:
+            users[e.user_id].events.append(e)
+        return cls(world, clips, taxonomy, dict(users), events)
+
+
+def apply_query(updater: ContextUpdater, ctx: UserContext, tagging: SearchTagging, q: SearchQuery) -> None:
+    search, doc = tagging.tag(q.query, [d.title for d in q.clicked_docs])
+    updater.on_search(ctx, q.query, q.ts.timestamp(), search, doc, hangul=hangul_share(q.query))
+
+
+def apply_event(updater: ContextUpdater, ctx: UserContext, catalog: CatalogIndex, e: Event) -> None:
+    ts = e.ts.timestamp()
+    if e.type in (EventType.FOLLOW, EventType.UNFOLLOW):
+        updater.on_follow(ctx, e.creator_id or "", ts, e.type is EventType.FOLLOW)
+        return
+    i = catalog.pos.get(e.clip_id or "")
+    if i is None:
+        return  # an event for a clip that is not in the catalog changes nothing
+    updater.on_clip_event(ctx, e.type.value, catalog.ids[i], catalog.topic[i], catalog.creator[i], ts, e.watch_ratio)
+
+
+def replay(
+    updater: ContextUpdater, catalog: CatalogIndex, tagging: SearchTagging, log: UserLog, until: float | None = None
+) -> UserContext:
+    """A user's context from their log (searches and events in time order, up to ``until``)."""
+    ctx = UserContext()
+    items: list[tuple[float, int, SearchQuery | Event]] = [(q.ts.timestamp(), 0, q) for q in log.queries]
+    items += [(e.ts.timestamp(), 1, e) for e in log.events]
+    items.sort(key=lambda x: (x[0], x[1]))
+    for ts, _, item in items:
+        if until is not None and ts >= until:
+            break
+        if isinstance(item, SearchQuery):
+            apply_query(updater, ctx, tagging, item)
+        else:
+            apply_event(updater, ctx, catalog, item)
+    return ctx
+
+
+def iter_logs(users: dict[str, UserLog], ids: Iterable[str]) -> Iterable[tuple[str, UserLog]]:
+    for uid in ids:
+        yield uid, users.get(uid, UserLog())

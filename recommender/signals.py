@@ -1,0 +1,241 @@
+"""The user context: five signals folded one event at a time into a bounded, decayed profile.
+
+Signals (``../shared/DESIGN.md``): ``search`` (intent tags and topics of the user's queries),
+``doc_click`` (tags of the documents clicked for a query), ``watch`` (meaningful watch vs skip),
+``engage`` (like, share, comment) and ``follow`` (creator follow/unfollow). Every affinity decays
+with a half-life, and every map is bounded: the weakest entries are evicted first. The same code
+serves offline training (replaying logs) and online updates (the API).
+
+>>> ctx = UserContext()
+>>> upd = ContextUpdater()
+>>> upd.on_clip_event(ctx, "watch", "c1", "533", "cr1", ts=0.0, watch_ratio=0.9)
+>>> round(ctx.topics["533"].watch, 2)
+1.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from clipfeed.protocols import FilteredTag
+from recommender.config import SignalConfig
+
+TOPIC_SIGNALS = ("search", "doc_click", "watch", "skip", "engage")
+CREATOR_SIGNALS = ("watch", "skip", "engage", "follow")
+DAY = 86400.0
+
+
+@dataclass
+class TopicAffinity:
+    search: float = 0.0
+    doc_click: float = 0.0
+    watch: float = 0.0
+    skip: float = 0.0
+    engage: float = 0.0
+
+    def scale(self, f: float) -> None:
+        for name in TOPIC_SIGNALS:
+            setattr(self, name, getattr(self, name) * f)
+
+    @property
+    def positive(self) -> float:
+        return self.search + self.doc_click + self.watch + self.engage
+
+    @property
+    def intent(self) -> float:
+        return self.search + self.doc_click
+
+
+@dataclass
+class CreatorAffinity:
+    watch: float = 0.0
+    skip: float = 0.0
+    engage: float = 0.0
+    follow: float = 0.0  # 1 while followed; not decayed
+
+    def scale(self, f: float) -> None:
+        self.watch *= f
+        self.skip *= f
+        self.engage *= f
+
+    @property
+    def strength(self) -> float:
+        return self.watch + self.engage + 2 * self.follow + self.skip
+
+
+@dataclass
+class TagAffinity:
+    weight: float
+    topic: str
+    query: str  # the search that produced the tag (for explanations)
+    signal: str  # "search" or "doc_click"
+
+    def scale(self, f: float) -> None:
+        self.weight *= f
+
+
+@dataclass
+class SearchRecord:
+    query: str
+    ts: float
+    tags: list[str]
+    dropped: list[str]
+
+
+@dataclass
+class UserContext:
+    """Everything the ranker knows about one user; JSON-serialisable via ``to_dict``/``from_dict``."""
+
+    updated_at: float = 0.0
+    topics: dict[str, TopicAffinity] = field(default_factory=dict)
+    tags: dict[str, TagAffinity] = field(default_factory=dict)
+    creators: dict[str, CreatorAffinity] = field(default_factory=dict)
+    seen: list[str] = field(default_factory=list)
+    searches: list[SearchRecord] = field(default_factory=list)
+    clip_events: int = 0
+    hangul: float = 0.5  # running share of Hangul in the user's queries (language preference)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UserContext:
+        return cls(
+            updated_at=float(d["updated_at"]),
+            topics={k: TopicAffinity(**v) for k, v in d["topics"].items()},
+            tags={k: TagAffinity(**v) for k, v in d["tags"].items()},
+            creators={k: CreatorAffinity(**v) for k, v in d["creators"].items()},
+            seen=list(d["seen"]),
+            searches=[SearchRecord(**s) for s in d["searches"]],
+            clip_events=int(d["clip_events"]),
+            hangul=float(d["hangul"]),
+        )
+
+    def topic_total(self, signal: str) -> float:
+        return float(sum(getattr(a, signal) for a in self.topics.values()))
+
+
+class ContextUpdater:
+    """Applies events to a :class:`UserContext` (decay first, then the event, then the bounds)."""
+
+    def __init__(self, cfg: SignalConfig | None = None) -> None:
+        self.cfg = cfg or SignalConfig()
+
+    def decay(self, ctx: UserContext, ts: float) -> None:
+        if ts <= ctx.updated_at:
+            return
+        f = 0.5 ** ((ts - ctx.updated_at) / (self.cfg.half_life_days * DAY)) if ctx.updated_at else 1.0
+        if f < 1.0:
+            for a in ctx.topics.values():
+                a.scale(f)
+            for c in ctx.creators.values():
+                c.scale(f)
+            for t in ctx.tags.values():
+                t.scale(f)
+        ctx.updated_at = ts
+
+    def on_search(
+        self,
+        ctx: UserContext,
+        query: str,
+        ts: float,
+        search_tags: Sequence[FilteredTag],
+        doc_tags: Sequence[FilteredTag] = (),
+        hangul: float | None = None,
+    ) -> None:
+        """Signals 1-2: kept tags of the query (``search``) and of its clicked documents (``doc_click``)."""
+        self.decay(ctx, ts)
+        kept: list[str] = []
+        dropped: list[str] = []
+        for signal, tags in (("search", search_tags), ("doc_click", doc_tags)):
+            for t in tags:
+                if not t.keep:
+                    dropped.append(t.tag)
+                    continue
+                kept.append(t.tag)
+                for score in t.topics[:2]:
+                    aff = ctx.topics.setdefault(score.id, TopicAffinity())
+                    setattr(aff, signal, getattr(aff, signal) + t.score * score.p)
+                # A tag without topics (no topic model in the loop) still drives text matching.
+                p = t.topics[0].p if t.topics else 1.0
+                prev = ctx.tags.get(t.tag)
+                weight = t.score * p + (prev.weight if prev else 0.0)
+                ctx.tags[t.tag] = TagAffinity(weight, t.topics[0].id if t.topics else "", query, signal)
+        if hangul is not None:
+            ctx.hangul = 0.7 * ctx.hangul + 0.3 * hangul
+        ctx.searches.append(SearchRecord(query, ts, list(dict.fromkeys(kept)), list(dict.fromkeys(dropped))))
+        self._bound(ctx)
+
+    def on_clip_event(
+        self,
+        ctx: UserContext,
+        etype: str,
+        clip_id: str,
+        topic: str,
+        creator: str,
+        ts: float,
+        watch_ratio: float | None = None,
+    ) -> None:
+        """Signals 3-4: impressions (seen), watch/skip, like/share/comment."""
+        self.decay(ctx, ts)
+        if etype != "impression":
+            ctx.clip_events += 1
+        if clip_id not in ctx.seen[-50:]:
+            ctx.seen.append(clip_id)
+        aff = ctx.topics.setdefault(topic, TopicAffinity())
+        cre = ctx.creators.setdefault(creator, CreatorAffinity())
+        if etype == "watch":
+            ratio = watch_ratio or 0.0
+            if ratio >= self.cfg.meaningful_watch_ratio:
+                gain = min(ratio, 1.0) + 0.2 * min(max(ratio - 1.0, 0.0), 1.0)  # loops count a little more
+                aff.watch += gain
+                cre.watch += gain
+            else:
+                # A short watch is a weak skip: the user looked and left.
+                aff.skip += 0.5 * (1.0 - ratio / self.cfg.meaningful_watch_ratio)
+                cre.skip += 0.5 * (1.0 - ratio / self.cfg.meaningful_watch_ratio)
+        elif etype == "skip":
+            aff.skip += 1.0
+            cre.skip += 1.0
+        elif etype in ("like", "share", "comment"):
+            w = {"like": 1.0, "share": 1.5, "comment": 1.2}[etype]
+            aff.engage += w
+            cre.engage += w
+        self._bound(ctx)
+
+    def on_follow(self, ctx: UserContext, creator: str, ts: float, follow: bool = True) -> None:
+        """Signal 5: creator follow / unfollow."""
+        self.decay(ctx, ts)
+        ctx.clip_events += 1
+        ctx.creators.setdefault(creator, CreatorAffinity()).follow = 1.0 if follow else 0.0
+        self._bound(ctx)
+
+    def _bound(self, ctx: UserContext) -> None:
+        cfg = self.cfg
+        if len(ctx.topics) > cfg.max_topics:
+            keep = sorted(ctx.topics, key=lambda k: ctx.topics[k].positive + ctx.topics[k].skip, reverse=True)
+            ctx.topics = {k: ctx.topics[k] for k in keep[: cfg.max_topics]}
+        if len(ctx.tags) > cfg.max_tags:
+            keep = sorted(ctx.tags, key=lambda k: ctx.tags[k].weight, reverse=True)
+            ctx.tags = {k: ctx.tags[k] for k in keep[: cfg.max_tags]}
+        if len(ctx.creators) > cfg.max_creators:
+            keep = sorted(ctx.creators, key=lambda k: ctx.creators[k].strength, reverse=True)
+            ctx.creators = {k: ctx.creators[k] for k in keep[: cfg.max_creators]}
+        if len(ctx.seen) > cfg.max_seen:
+            del ctx.seen[: len(ctx.seen) - cfg.max_seen]
+        if len(ctx.searches) > cfg.max_searches:
+            del ctx.searches[: len(ctx.searches) - cfg.max_searches]
+
+
+def topic_share(ctx: UserContext, topic: str, signal: str) -> float:
+    """The topic's share of a signal's total affinity (0 when the user has none of that signal)."""
+    total = ctx.topic_total(signal)
+    a = ctx.topics.get(topic)
+    return getattr(a, signal) / total if a is not None and total > 0 else 0.0
+
+
+def log1p_safe(x: float) -> float:
+    return math.log1p(max(x, 0.0))
