@@ -10,7 +10,7 @@ serves offline training (replaying logs) and online updates (the API).
 >>> upd = ContextUpdater()
 >>> upd.on_clip_event(ctx, "watch", "c1", "533", "cr1", ts=0.0, watch_ratio=0.9)
 >>> round(ctx.topics["533"].watch, 2)
-1.0
+0.9
 """
 
 from __future__ import annotations

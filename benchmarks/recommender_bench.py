@@ -1,0 +1,184 @@
+"""Recommender figures: offline quality against every baseline, the real-time bar, feed latency,
+training time, and the same CLI path on real YouTube titles.
+
+Run: .venv/bin/python benchmarks/recommender_bench.py [--parts eval,realtime,speed,youtube,big] [--users N]
+Every part builds what it needs into a temporary directory (worlds with fixed seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cli.wiring import Stack, load_stack
+from clipfeed.world import WorldConfig, build_world
+from recommender import ContextUpdater, FeedBuilder, Ranker, build_training, evaluate, replay
+from recommender.candidates import TagVectorCache
+from recommender.config import CandidateConfig, RecommenderConfig
+from recommender.evaluate import Truth, _gains, ratio
+
+HERE = Path(__file__).resolve().parent
+
+
+def train(stack: Stack) -> tuple[Ranker, dict[str, float]]:
+    t0 = time.perf_counter()
+    data = build_training(
+        stack.catalog,
+        stack.tagging,
+        sorted(stack.world.users.items()),
+        stack.cfg,
+        TagVectorCache(stack.catalog),
+        progress=False,
+    )
+    t1 = time.perf_counter()
+    ranker = Ranker.train(data, stack.cfg, stack.split)
+    t2 = time.perf_counter()
+    return ranker, {
+        "impressions": data.rows,
+        "feature_seconds": round(t1 - t0, 1),
+        "lightgbm_seconds": round(t2 - t1, 1),
+    }
+
+
+def quality(stack: Stack, ranker: Ranker, max_users: int | None) -> dict[str, Any]:
+    res = evaluate(stack.world, stack.catalog, stack.tagging, ranker, stack.cfg, max_users=max_users, progress=False)
+    summary: dict[str, Any] = {
+        p: {s: {k: v for k, v in m.items() if k != "ndcg@10_ci95"} for s, m in res[p].items()} for p in ("cold", "warm")
+    }
+    summary["ci95_ndcg@10"] = {p: {s: m["ndcg@10_ci95"] for s, m in res[p].items()} for p in ("cold", "warm")}
+    summary["ratios"] = {
+        "cold_ndcg_full_over_popularity": round(ratio(res, "cold", "ndcg@10", "full", "popularity"), 2),
+        "cold_ndcg_full_over_raw_keywords": round(ratio(res, "cold", "ndcg@10", "full", "raw_keywords"), 3),
+        "cold_leak_raw_keywords_over_full": round(ratio(res, "cold", "topic_leak", "raw_keywords", "full"), 2),
+        "warm_full_beats_every_baseline": all(
+            res["warm"]["full"]["ndcg@10"] > m["ndcg@10"] for s, m in res["warm"].items() if s != "full"
+        ),
+    }
+    summary["setup"] = res["setup"]
+    return summary
+
+
+def realtime(stack: Stack, ranker: Ranker, users: int) -> dict[str, Any]:
+    """Cold users react to the top clip of each feed like the world's users would (meaningful watch
+    when it is relevant to their latent interests, skip otherwise); after each of the first four
+    events, does the next feed move in that direction?"""
+    truth = Truth.load(stack.world)
+    builder = FeedBuilder(stack.catalog, ranker, stack.cfg)
+    upd = ContextUpdater(stack.cfg.signals)
+    cold = sorted(u for u, t in truth.users.items() if t["cold"])[:users]
+    moved = [[0, 0] for _ in range(4)]
+    changed = [0.0] * 4
+    for uid in cold:
+        ctx = replay(upd, stack.catalog, stack.tagging, stack.world.users[uid])
+        gains = _gains(stack.catalog, truth, truth.users[uid], set())
+        feed = builder.build(ctx, 10, explain=False, user_key=uid)
+        ts = ctx.updated_at + 60
+        for step in range(4):
+            top = feed.items[step % len(feed.items)]
+            i = stack.catalog.pos[top.clip_id]
+            topic = stack.catalog.topic[i]
+            liked = gains.get(top.clip_id, 0.0) >= 2.0
+            share_before = sum(it.topics[0] == topic for it in feed.items)
+            upd.on_clip_event(ctx, "impression", top.clip_id, topic, stack.catalog.creator[i], ts)
+            if liked:
+                upd.on_clip_event(ctx, "watch", top.clip_id, topic, stack.catalog.creator[i], ts + 1, 0.9)
+            else:
+                upd.on_clip_event(ctx, "skip", top.clip_id, topic, stack.catalog.creator[i], ts + 1)
+            new = builder.build(ctx, 10, explain=False, user_key=uid)
+            share_after = sum(it.topics[0] == topic for it in new.items)
+            gone = top.clip_id not in {it.clip_id for it in new.items}
+            ok = gone and (share_after >= share_before - 1 if liked else share_after <= share_before)
+            moved[step][0] += int(ok)
+            moved[step][1] += 1
+            before_ids = {it.clip_id for it in feed.items}
+            changed[step] += 1 - len(before_ids & {it.clip_id for it in new.items}) / 10
+            feed, ts = new, ts + 60
+    return {
+        f"after_event_{s + 1}": {
+            "moved_in_direction": round(m[0] / max(m[1], 1), 3),
+            "feed_changed_share": round(changed[s] / max(m[1], 1), 3),
+        }
+        for s, m in enumerate(moved)
+    }
+
+
+def speed(stack: Stack, ranker: Ranker, users: int) -> dict[str, float]:
+    """In-process: rebuild the context from the user's log, generate 300 candidates, rank, diversify."""
+    cfg = RecommenderConfig(candidates=CandidateConfig(min_candidates=300, max_candidates=300))
+    builder = FeedBuilder(stack.catalog, ranker, cfg)
+    upd = ContextUpdater(cfg.signals)
+    ids = sorted(stack.world.users)[:users]
+    times, n_cands = [], []
+    for uid in ids * 2:  # second pass: warm caches, like a serving process
+        t0 = time.perf_counter()
+        ctx = replay(upd, stack.catalog, stack.tagging, stack.world.users[uid])
+        feed = builder.build(ctx, 20, explain=False, user_key=uid)
+        times.append((time.perf_counter() - t0) * 1000)
+        n_cands.append(feed.candidates)
+    times = sorted(times[len(ids) :])
+    return {
+        "feeds": len(times),
+        "candidates_mean": round(float(np.mean(n_cands)), 1),
+        "ms_p50": round(statistics.median(times), 2),
+        "ms_p99": round(times[int(0.99 * (len(times) - 1))], 2),
+    }
+
+
+def youtube(tmp: Path, max_users: int | None) -> dict[str, Any]:
+    spec = importlib.util.spec_from_file_location("youtube_world", HERE / "youtube_world.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp / "youtube"
+    stats = mod.build(out)
+    stack = load_stack(out)
+    ranker, timing = train(stack)
+    return {
+        "world": {k: stats[k] for k in ("clips", "users", "queries")},
+        "training": timing,
+        "quality": quality(stack, ranker, max_users),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--parts", default="eval,realtime,speed,youtube")
+    parser.add_argument("--users", type=int, default=None, help="Users per population in the evaluation.")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        if parts & {"eval", "realtime", "speed"}:
+            build_world(tmp / "world", WorldConfig(seed=args.seed), progress=False)
+            stack = load_stack(tmp / "world")
+            ranker, out["training"] = train(stack)
+            if "eval" in parts:
+                out["quality"] = quality(stack, ranker, args.users)
+            if "realtime" in parts:
+                out["realtime"] = realtime(stack, ranker, 200)
+            if "speed" in parts:
+                out["speed"] = speed(stack, ranker, 300)
+        if "youtube" in parts:
+            out["youtube"] = youtube(tmp, args.users)
+        if "big" in parts:
+            cfg = WorldConfig(seed=args.seed, n_users=26_000, n_clips=20_000, n_creators=2000)
+            t0 = time.perf_counter()
+            build_world(tmp / "big", cfg, progress=False)
+            big = load_stack(tmp / "big")
+            _, timing = train(big)
+            out["big_training"] = {"world_seconds": round(time.perf_counter() - t0, 1), **timing}
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
