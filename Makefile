@@ -8,7 +8,7 @@ SEED   ?= 42
 # downloading a multi-GB CUDA build.
 CONSTRAINTS := constraints.txt
 
-.PHONY: install demo test test-fast bench lint clean classifier-model
+.PHONY: install demo test test-fast bench lint clean classifier-model ranker-model
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,7 @@ test-fast: install
 bench: install
 	$(PY) benchmarks/world_build.py
 	$(PY) benchmarks/classifier_real.py
+	$(PY) benchmarks/recommender_bench.py
 
 # Reproduces the shipped topic model (classifier/shipped/) from two seeded worlds.
 classifier-model: install
@@ -46,3 +47,8 @@ lint: install
 
 clean:
 	rm -rf .cache .pytest_cache .mypy_cache .ruff_cache
+
+# Reproduces the shipped LambdaRank model (recommender/shipped/) from the seed-42 world.
+ranker-model: install
+	$(VENV)/bin/clipfeed world build --out .cache/world-42 --seed 42 --quiet
+	$(VENV)/bin/clipfeed ranker train --world .cache/world-42 --out recommender/shipped --seed 0

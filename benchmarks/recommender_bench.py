@@ -11,6 +11,7 @@ import argparse
 import importlib.util
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -136,6 +137,7 @@ def youtube(tmp: Path, max_users: int | None) -> dict[str, Any]:
     spec = importlib.util.spec_from_file_location("youtube_world", HERE / "youtube_world.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["youtube_world"] = mod  # dataclasses look their module up while it executes
     spec.loader.exec_module(mod)
     out = tmp / "youtube"
     stats = mod.build(out)

@@ -8,10 +8,23 @@ from pathlib import Path
 
 from rich.console import Console
 
+from cli.main import main as clipfeed
 
-def main(world: str) -> None:
+
+def _showcase_user(world: Path) -> str | None:
+    """A cold-start Korean user planning a trip to Argentina (picked from the world's ground truth
+    for the demo only; the feed itself never reads it)."""
+    for line in (world / "truth" / "users.jsonl").read_text(encoding="utf-8").splitlines():
+        u = json.loads(line)
+        if u["cold"] and any(i["topic"] == "655" and i["entity"] == "argentina" for i in u["interests"]):
+            return str(u["user_id"])
+    return None
+
+
+def main(world_dir: str) -> None:
     console = Console()
-    meta = json.loads((Path(world) / "world.json").read_text(encoding="utf-8"))
+    world = Path(world_dir)
+    meta = json.loads((world / "world.json").read_text(encoding="utf-8"))
     s = meta["stats"]
     console.print(f"\n[bold]clipfeed demo[/] — sample world in {world} (seed {meta['config']['seed']})")
     console.print(
@@ -20,17 +33,31 @@ def main(world: str) -> None:
         f"{s['gold_rows']} gold rows",
         highlight=False,
     )
-    console.print("\n[bold]Working now:[/]")
+    console.print("\n[bold]Topic filter[/] (shipped classifier):")
+    for text in ("아르헨티나 여행", "볼리비아 비자 신청 서류", "손흥민 골", "오타니 홈런"):
+        clipfeed(["classifier", "predict", text])
+    user = _showcase_user(world)
+    if user is not None:
+        console.print(f"\n[bold]Cold-start feed[/] for {user}, who never watched a clip; their searches:")
+        for line in (world / "queries.jsonl").read_text(encoding="utf-8").splitlines():
+            q = json.loads(line)
+            if q["user_id"] == user:
+                docs = ", ".join(d["title"] for d in q["clicked_docs"])
+                console.print(f"  '{q['query']}'" + (f"  (clicked: {docs})" if docs else ""), highlight=False)
+        clipfeed(["feed", user, "--world", str(world), "--explain", "--limit", "8"])
+    console.print("\n[bold]Try:[/]")
     for cmd in (
+        f"clipfeed feed {user or 'u00000'} --world {world} --explain --json",
+        f"clipfeed ranker eval --world {world} --max-users 200",
+        "clipfeed classifier predict '이과수 폭포' --query '볼리비아 비자' --json",
         f"clipfeed world validate {world}",
-        "clipfeed world build --out /tmp/clipfeed-world --seed 7 --json",
-        f"head -3 {world}/queries.jsonl",
     ):
-        console.print(f"  .venv/bin/{cmd}" if cmd.startswith("clipfeed") else f"  {cmd}", highlight=False)
+        console.print(f"  .venv/bin/{cmd}", highlight=False, markup=False)
     console.print(
-        "\n[bold yellow]Not built yet:[/] the feed API (issue #6), the tagger (#3), the topic "
-        "classifier (#4) and the ranker (#5). `make demo` will start the API on an embedded "
-        "Redis once they land; their commands exit with code 3 and say so until then."
+        "\n[bold yellow]Not built yet:[/] the feed API over Redis (`clipfeed serve`, issue #6) and the "
+        "distilled student tagger (issue #3). Until the tagger lands, feeds use a documented stand-in "
+        "(each query and clicked title is a tag, then the topic filter) — see the README. "
+        "Commands of unbuilt stages exit with code 3 and say so."
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from clipfeed.text import normalize
 from recommender.candidates import Candidates, TagVectorCache, generate
 from recommender.catalog import CatalogIndex
 from recommender.config import RecommenderConfig
@@ -153,7 +154,8 @@ class FeedBuilder:
         if tag is not None and tag in ctx.tags:
             a = ctx.tags[tag]
             name = tax.name(a.topic) if a.topic in tax else a.topic
-            reasons.append(f"because you searched '{a.query}' → {tag} ({name})")
+            arrow = "" if normalize(tag) == normalize(a.query) else f" → {tag}"
+            reasons.append(f"because you searched '{a.query}'{arrow} ({name})")
             out["search"] = a.query
             out["tag"] = tag
         aff = ctx.topics.get(topic)

@@ -117,3 +117,12 @@ def test_console_script_exit_codes(tmp_path: Path) -> None:
     proc = subprocess.run([str(exe), "world", "validate", str(tmp_path / "nope")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+
+
+def test_demo_script_runs_on_a_world(small_world: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli import demo
+
+    demo.main(str(small_world))
+    out = capsys.readouterr().out
+    assert "Topic filter" in out and "Not built yet" in out and "clipfeed feed" in out
+    assert "Traceback" not in out
