@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from cli.wiring import Stack, load_stack
+from cli.wiring import Stack, load_stack, train_ranker
 from clipfeed.world import WorldConfig, build_world
-from recommender import ContextUpdater, FeedBuilder, Ranker, build_training, evaluate, replay
-from recommender.candidates import TagVectorCache
+from recommender import ContextUpdater, FeedBuilder, Ranker, evaluate, replay
 from recommender.config import CandidateConfig, RecommenderConfig
 from recommender.evaluate import Truth, _gains, ratio
 
@@ -30,23 +29,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def train(stack: Stack) -> tuple[Ranker, dict[str, float]]:
-    t0 = time.perf_counter()
-    data = build_training(
-        stack.catalog,
-        stack.tagging,
-        sorted(stack.world.users.items()),
-        stack.cfg,
-        TagVectorCache(stack.catalog),
-        progress=False,
-    )
-    t1 = time.perf_counter()
-    ranker = Ranker.train(data, stack.cfg, stack.split)
-    t2 = time.perf_counter()
-    return ranker, {
-        "impressions": data.rows,
-        "feature_seconds": round(t1 - t0, 1),
-        "lightgbm_seconds": round(t2 - t1, 1),
-    }
+    return train_ranker(stack)
 
 
 def quality(stack: Stack, ranker: Ranker, max_users: int | None) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -16,7 +17,9 @@ from recommender import (
     RecommenderConfig,
     SearchTagging,
     WorldData,
+    build_training,
 )
+from recommender.candidates import TagVectorCache
 from recommender.evaluate import split_time
 
 
@@ -45,6 +48,30 @@ def load_stack(world_dir: Path, skip_invalid: bool = False, classifier_dir: Path
     catalog.fit_stats(e for e in world.events if e.ts.timestamp() < split)
     tagging = SearchTagging(QueryAsTagTagger(), TopicFilter(clf, world.taxonomy))
     return Stack(world, catalog, tagging, cfg, split)
+
+
+def train_ranker(
+    stack: Stack, cfg: RecommenderConfig | None = None, progress: bool = False
+) -> tuple[Ranker, dict[str, float]]:
+    """Trains LambdaRank on the stack's world; returns the ranker and timings (features, LightGBM)."""
+    cfg = cfg or stack.cfg
+    t0 = time.perf_counter()
+    data = build_training(
+        stack.catalog,
+        stack.tagging,
+        sorted(stack.world.users.items()),
+        cfg,
+        TagVectorCache(stack.catalog),
+        progress=progress,
+    )
+    t1 = time.perf_counter()
+    ranker = Ranker.train(data, cfg, stack.split)
+    timing = {
+        "impressions": data.rows,
+        "feature_seconds": round(t1 - t0, 2),
+        "lightgbm_seconds": round(time.perf_counter() - t1, 2),
+    }
+    return ranker, timing
 
 
 def load_ranker(model: Path | None) -> Ranker | None:

@@ -4,9 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.wiring import Stack, load_stack
-from recommender import Ranker, build_training
-from recommender.candidates import TagVectorCache
+from cli.wiring import Stack, load_stack, train_ranker
+from recommender import Ranker
 
 
 @pytest.fixture(scope="session")
@@ -16,12 +15,4 @@ def stack(small_world: Path) -> Stack:
 
 @pytest.fixture(scope="session")
 def tiny_ranker(stack: Stack) -> Ranker:
-    data = build_training(
-        stack.catalog,
-        stack.tagging,
-        sorted(stack.world.users.items()),
-        stack.cfg,
-        TagVectorCache(stack.catalog),
-        progress=False,
-    )
-    return Ranker.train(data, stack.cfg, stack.split)
+    return train_ranker(stack)[0]
