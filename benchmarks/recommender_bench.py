@@ -19,7 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from classifier import TopicClassifier, TopicModelConfig, TopicRow, world_training_rows
+from classifier import train as train_topic_model
 from cli.wiring import Stack, load_stack, train_ranker
+from clipfeed.taxonomy import Taxonomy
 from clipfeed.world import WorldConfig, build_world
 from recommender import ContextUpdater, FeedBuilder, Ranker, evaluate, replay
 from recommender.config import CandidateConfig, RecommenderConfig
@@ -124,11 +127,18 @@ def youtube(tmp: Path, max_users: int | None) -> dict[str, Any]:
     spec.loader.exec_module(mod)
     out = tmp / "youtube"
     stats = mod.build(out)
-    stack = load_stack(out)
+    # The shipped topic model knows the sample world's topics; a catalog with its own topics gets
+    # its own topic model, trained by the same code on its titles and hashtags.
+    tax = Taxonomy.load(out / "taxonomy.tsv")
+    rows = [TopicRow(**r) for r in world_training_rows(out, tax, catalog_only=True)]
+    net, cfg, figures = train_topic_model(rows, TopicModelConfig(seed=0), None, progress=False)
+    TopicClassifier(net, cfg).save(tmp / "youtube_classifier")
+    stack = load_stack(out, classifier_dir=tmp / "youtube_classifier")
     ranker, timing = train(stack)
     return {
         "world": {k: stats[k] for k in ("clips", "users", "queries")},
         "training": timing,
+        "topic_model_dev_accuracy": round(figures["dev_accuracy"], 3),
         "quality": quality(stack, ranker, max_users),
     }
 

@@ -44,22 +44,25 @@ def read_rows(path: str | Path, taxonomy: Taxonomy | None = None) -> tuple[list[
     return rows, reader.report
 
 
-def world_training_rows(world: str | Path, taxonomy: Taxonomy) -> Iterator[dict[str, str]]:
+def world_training_rows(world: str | Path, taxonomy: Taxonomy, catalog_only: bool = False) -> Iterator[dict[str, str]]:
     """Rows a world offers without peeking at simulator internals: catalog titles and hashtags
     (the catalog's own topics), gold train rows (tags with their queries), and the hand-written
-    utility queries labelled with their utility topics."""
+    utility queries labelled with their utility topics. ``catalog_only`` keeps the catalog rows and
+    the utility queries (for a catalog whose topics are not the sample world's)."""
     world = Path(world)
     for clip in read_catalog(world / "catalog.jsonl"):
         topic = taxonomy.tier2_of(clip.topics[0]) or clip.topics[0]
         yield {"text": clip.title, "label": topic}
         for tag in clip.tags[:2]:
             yield {"text": tag, "label": topic}
-    yield from gold_rows(world / "gold.jsonl", taxonomy, splits={"train"})
-    yield from gold_rows(world / "gold.jsonl", taxonomy, splits={"train"})  # curated rows count twice
     vocab = load_vocab()
     for uqs in vocab.utility.values():
         for uq in uqs:
             yield {"text": uq.query, "label": uq.topic}
+    if catalog_only:
+        return
+    yield from gold_rows(world / "gold.jsonl", taxonomy, splits={"train"})
+    yield from gold_rows(world / "gold.jsonl", taxonomy, splits={"train"})  # curated rows count twice
     # The world's vocabulary is a fact sheet (topic terms, entity cues per topic): learn it directly.
     for tid, tv in vocab.topics.items():
         for lv in tv.langs.values():

@@ -51,6 +51,14 @@ def train_cmd(
     dev_world: Annotated[Path | None, typer.Option("--dev-world", help="Dev rows from another world.")] = None,
     taxonomy: TaxonomyOpt = None,
     plain_labels: Annotated[bool, typer.Option("--plain-labels", help="Labels are free strings.")] = False,
+    catalog_only: Annotated[
+        bool,
+        typer.Option(
+            "--catalog-only",
+            help="With --world: only catalog rows and "
+            "utility queries (a catalog whose topics are not the sample world's).",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
     epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping may end sooner).")] = 20,
     buckets: Annotated[int, typer.Option(help="Hash buckets (model size = buckets x dim).")] = 1 << 16,
@@ -67,7 +75,7 @@ def train_cmd(
         reports.append(report.to_dict())
     else:
         assert world is not None and tax is not None
-        rows = [TopicRow(**r) for r in world_training_rows(world, tax)]
+        rows = [TopicRow(**r) for r in world_training_rows(world, tax, catalog_only)]
     dev_rows: list[TopicRow] | None = None
     if dev is not None:
         dev_rows, dev_report = read_rows(dev, tax)

@@ -9,10 +9,9 @@ from typing import Annotated, Any
 import typer
 
 from cli.output import emit_json, stdout
-from cli.wiring import feed_builder, load_ranker, load_stack
+from cli.wiring import feed_builder, load_ranker, load_stack, train_ranker
 from clipfeed.errors import InputError
-from recommender import ContextUpdater, Ranker, RequestContext, build_training, evaluate, replay
-from recommender.candidates import TagVectorCache
+from recommender import ContextUpdater, RequestContext, UserContext, evaluate, replay
 
 app = typer.Typer(
     help="LightGBM LambdaRank ranker: train on a world's logged sessions, evaluate offline.", no_args_is_help=True
@@ -21,6 +20,7 @@ Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.
 World = Annotated[Path, typer.Option("--world", help="World directory (see `clipfeed world build`).")]
 Model = Annotated[Path | None, typer.Option("--model", help="Ranker directory (default: the shipped one).")]
 SkipInvalid = Annotated[bool, typer.Option("--skip-invalid", help="Skip bad rows instead of failing.")]
+Classifier = Annotated[Path | None, typer.Option("--classifier", help="Topic model directory (default: shipped).")]
 
 
 @app.command("train")
@@ -28,25 +28,17 @@ def train_cmd(
     world: World,
     out: Annotated[Path, typer.Option("--out", help="Directory for the model.")],
     seed: Annotated[int, typer.Option(help="LightGBM seed.")] = 0,
+    classifier: Classifier = None,
     skip_invalid: SkipInvalid = False,
     json_out: Json = False,
 ) -> None:
     """Train LambdaRank on impressions graded by reaction (engaged 3, meaningful watch 2, watch 1, skip 0),
     time-split (sessions after day 21 validate), with early stopping."""
     t0 = time.perf_counter()
-    stack = load_stack(world, skip_invalid)
+    stack = load_stack(world, skip_invalid, classifier)
     cfg = stack.cfg.model_copy(update={"ranker": stack.cfg.ranker.model_copy(update={"seed": seed})})
-    data = build_training(
-        stack.catalog,
-        stack.tagging,
-        sorted(stack.world.users.items()),
-        cfg,
-        TagVectorCache(stack.catalog),
-        progress=not json_out,
-    )
-    built = time.perf_counter() - t0
-    ranker = Ranker.train(data, cfg, stack.split)
-    ranker.meta["seconds_features"] = round(built, 2)
+    ranker, timing = train_ranker(stack, cfg, progress=not json_out)
+    ranker.meta["seconds_features"] = timing["feature_seconds"]
     ranker.meta["seconds_total"] = round(time.perf_counter() - t0, 2)
     ranker.meta["world"] = str(world)
     ranker.save(out)
@@ -75,12 +67,13 @@ def eval_cmd(
     max_users: Annotated[
         int | None, typer.Option("--max-users", min=1, help="Evaluate at most this many users per population.")
     ] = None,
+    classifier: Classifier = None,
     skip_invalid: SkipInvalid = False,
     json_out: Json = False,
 ) -> None:
     """NDCG@10, MAP@10, Recall@50, coverage, diversity, novelty and topic-leak rate for cold-start and
     warm users, for every baseline and the full system in the same run."""
-    stack = load_stack(world, skip_invalid)
+    stack = load_stack(world, skip_invalid, classifier)
     if not (world / "truth" / "users.jsonl").exists():
         raise InputError(world / "truth", None, None, "offline evaluation needs the world's truth/ folder")
     results = evaluate(
@@ -112,16 +105,15 @@ def feed_cmd(
     model: Model = None,
     limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
     explain: Annotated[bool, typer.Option("--explain", help="Show why each clip is there.")] = False,
+    classifier: Classifier = None,
     skip_invalid: SkipInvalid = False,
     json_out: Json = False,
 ) -> None:
     """Build one user's feed from a world (their searches and events); unknown users get a fallback."""
-    stack = load_stack(world, skip_invalid)
+    stack = load_stack(world, skip_invalid, classifier)
     log = stack.world.users.get(user_id)
     ctx = replay(ContextUpdater(stack.cfg.signals), stack.catalog, stack.tagging, log) if log else None
     builder = feed_builder(stack, load_ranker(model))
-    from recommender import UserContext
-
     feed = builder.build(ctx or UserContext(), limit, RequestContext(), explain=True, user_key=user_id)
     if log is None:
         feed.fallback = f"unknown user {user_id!r}: popular clips"

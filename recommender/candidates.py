@@ -39,9 +39,15 @@ def sibling_guard(ctx: UserContext, catalog: CatalogIndex) -> set[str]:
     filtered tags point at, which the user has shown no interest in themselves. This is what keeps
     a soccer fan's feed free of baseball although both are Sports."""
     tax = catalog.taxonomy
-    wanted = {t for t, a in ctx.topics.items() if a.positive > 0}
-    tier1s = {tax.tier1_of(t) for t in wanted if t in tax}
-    return {t for t in catalog.by_topic if t not in wanted and t in tax and tax.tier1_of(t) in tier1s}
+    wanted = {t for t, a in ctx.topics.items() if a.positive > 0 and t in tax}
+    tier1s = {tax.tier1_of(t) for t in wanted}
+    # Ancestors and descendants of a wanted topic are not its siblings (a catalog labelled at tier 1).
+    related = {a for t in wanted for a in tax.ancestors(t)}
+    return {
+        t
+        for t in catalog.by_topic
+        if t in tax and t not in related and tax.tier1_of(t) in tier1s and not set(tax.ancestors(t)) & wanted
+    }
 
 
 class TagVectorCache:

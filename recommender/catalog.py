@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -15,6 +15,7 @@ from clipfeed.protocols import TextEncoder
 from clipfeed.records import Clip, Event
 from clipfeed.taxonomy import Taxonomy
 from clipfeed.text import hangul_share, tokens
+from recommender.signals import TOPIC_SIGNALS, TopicAffinity, UserContext
 
 
 @dataclass
@@ -66,10 +67,37 @@ class CatalogIndex:
                 lists[k].sort(key=lambda i: -self.log_views[i])
         n = len(self.clips)
         self.idf = {t: math.log((n + 1) / (len(ix) + 1)) + 1.0 for t, ix in self.by_token.items()}
+        self._aligned: dict[str, str] = {}
         self.encoder = encoder
         self.vectors: np.ndarray | None = None
         if encoder is not None:
             self.vectors = encoder.encode([f"{c.title} {' '.join(c.tags)}" for c in self.clips])
+
+    def align(self, topic: str) -> str:
+        """The catalog's own topic for a topic of the topic model: itself when clips carry it, else its
+        nearest ancestor that clips carry (a model at tier 2 meets a catalog labelled at tier 1: Soccer
+        -> Sports), else itself."""
+        hit = self._aligned.get(topic)
+        if hit is None:
+            hit = topic
+            if topic not in self.by_topic and topic in self.taxonomy:
+                hit = next((a for a in self.taxonomy.ancestors(topic) if a in self.by_topic), topic)
+            self._aligned[topic] = hit
+        return hit
+
+    def view(self, ctx: UserContext) -> UserContext:
+        """The context with its topics (and its tags' topics) expressed in this catalog's topics."""
+        if all(self.align(t) == t for t in ctx.topics) and all(
+            self.align(a.topic) == a.topic for a in ctx.tags.values() if a.topic
+        ):
+            return ctx
+        topics: dict[str, TopicAffinity] = {}
+        for t, a in ctx.topics.items():
+            merged = topics.setdefault(self.align(t), TopicAffinity())
+            for name in TOPIC_SIGNALS:
+                setattr(merged, name, getattr(merged, name) + getattr(a, name))
+        tags = {k: replace(a, topic=self.align(a.topic) if a.topic else a.topic) for k, a in ctx.tags.items()}
+        return replace(ctx, topics=topics, tags=tags)
 
     def _tier2(self, topic: str) -> str:
         if topic in self.taxonomy:

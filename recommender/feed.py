@@ -55,6 +55,7 @@ class FeedBuilder:
         exclude: set[str] | None = None,
         user_key: str = "",
     ) -> Feed:
+        ctx = self.catalog.view(ctx)
         if exclude:
             ctx = UserContext(**{**ctx.__dict__, "seen": [*ctx.seen, *exclude]})
         cands = generate(ctx, self.catalog, self.cfg.candidates, self.vectors)

@@ -108,7 +108,7 @@ def _add_session(
     if len(idx) < 2:
         return
     hour = int((start // 3600) % 24)
-    data.features.append(compute(ctx, catalog, vectors, idx, RequestContext(hour=hour)))
+    data.features.append(compute(catalog.view(ctx), catalog, vectors, idx, RequestContext(hour=hour)))
     data.labels.append(np.array([grade(reactions.get(catalog.ids[i], []), meaningful) for i in idx]))
     data.groups.append(len(idx))
     data.times.append(start)
