@@ -18,10 +18,12 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PIP) install -q --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test]'
 	touch $@
 
+# Builds the sample world (first run only), shows the topic filter and a cold-start feed, then serves
+# the feed API on an embedded Redis (Ctrl-C stops both) and prints example requests that work.
 demo: install
 	@test -f $(WORLD)/world.json || $(VENV)/bin/clipfeed world build --out $(WORLD) --seed $(SEED)
-	$(VENV)/bin/clipfeed world validate $(WORLD)
 	@$(PY) -m cli.demo $(WORLD)
+	CLIPFEED_WORLD_DIR=$(WORLD) CLIPFEED_DATA_DIR=$(CURDIR)/.cache/data $(VENV)/bin/clipfeed serve
 
 test: install
 	$(VENV)/bin/pytest -q

@@ -77,7 +77,14 @@ class TopicFilter:
             if key and (key not in merged or tag.score > merged[key].score):
                 merged[key] = tag
         kept = list(merged.values())
-        preds = self.classifier.predict([(t.tag[:512], query) for t in kept]) if kept else []
+        # The query is context for a tag derived from it; a tag that *is* the query gets none (its words
+        # would otherwise count twice, unlike anything the model was trained on).
+        q = normalize(query)
+        preds = (
+            self.classifier.predict([(t.tag[:512], query if normalize(t.tag) != q else "") for t in kept])
+            if kept
+            else []
+        )
         out = []
         for tag, pred in zip(kept, preds, strict=True):
             keep, reason = self.decide(pred)

@@ -54,10 +54,13 @@ def main(world_dir: str) -> None:
     ):
         console.print(f"  .venv/bin/{cmd}", highlight=False, markup=False)
     console.print(
-        "\n[bold yellow]Not built yet:[/] the feed API over Redis (`clipfeed serve`, issue #6) and the "
-        "distilled student tagger (issue #3). Until the tagger lands, feeds use a documented stand-in "
-        "(each query and clicked title is a tag, then the topic filter) — see the README. "
+        "\n[bold yellow]Not built yet:[/] the distilled student tagger (issue #3). Until it lands, feeds use a "
+        "documented stand-in (each query and clicked title is a tag, then the topic filter) — see the README. "
         "Commands of unbuilt stages exit with code 3 and say so."
+    )
+    console.print(
+        "\n[bold]Starting the feed API[/] (`clipfeed serve`) on an embedded Redis; it prints example requests "
+        "that work as printed. Ctrl-C stops it."
     )
 
 

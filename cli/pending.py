@@ -20,9 +20,13 @@ STAGES = {
         3,
         ["label", "train-teacher", "distill", "eval", "tag"],
     ),
-    "bench": ("Benchmarks that print measured figures.", 6, ["api", "tagger", "classifier", "ranker"]),
+    "bench": (
+        "Benchmarks that print measured figures (see benchmarks/).",
+        6,
+        ["api", "tagger", "classifier", "ranker"],
+    ),
 }
-TOP_LEVEL = {"serve": ("Start the feed API.", 6)}
+TOP_LEVEL: dict[str, tuple[str, int]] = {}
 
 
 def _pending(name: str, issue: int) -> Callable[[typer.Context], None]:

@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from api.services import RateLimiter, Services, parse_arms
 from classifier import TopicClassifier, TopicFilter
 from clipfeed.errors import ClipfeedError
+from clipfeed.settings import Settings
 from recommender import (
     CatalogIndex,
+    ContextUpdater,
     FeedBuilder,
     QueryAsTagTagger,
     Ranker,
@@ -84,3 +87,22 @@ def load_ranker(model: Path | None) -> Ranker | None:
 
 def feed_builder(stack: Stack, ranker: Ranker | None) -> FeedBuilder:
     return FeedBuilder(stack.catalog, ranker, stack.cfg)
+
+
+def build_services(
+    settings: Settings, world_dir: Path, model: Path | None = None, classifier_dir: Path | None = None
+) -> Services:
+    """Everything the API holds in memory, from a world and the shipped (or given) models."""
+    stack = load_stack(world_dir, classifier_dir=classifier_dir)
+    ranker = load_ranker(model)
+    return Services(
+        settings=settings,
+        world=stack.world,
+        catalog=stack.catalog,
+        tagging=stack.tagging,
+        builder=feed_builder(stack, ranker),
+        updater=ContextUpdater(stack.cfg.signals),
+        limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+        arms=parse_arms(settings.experiment_arms),
+        world_path=world_dir,
+    )

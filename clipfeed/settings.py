@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+    read_auth: bool = Field(default=False, description="Require an API key for reads too.")
+    rate_limit_per_s: float = Field(default=2000.0, gt=0, description="Requests per second per API key/client.")
+    rate_limit_burst: int = Field(default=4000, ge=1)
+    experiment_arms: str = Field(default="full:100", description="arm:weight,... (full, popularity, shuffle).")
+    redis_pool_size: int = Field(default=32, ge=1, le=1024)
+    redis_timeout_s: float = Field(default=0.5, gt=0, le=30)
+    context_ttl_days: float = Field(default=30.0, gt=0)
+    max_batch_events: int = Field(default=500, ge=1, le=10_000)
 
     @classmethod
     def settings_customise_sources(

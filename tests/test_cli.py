@@ -91,7 +91,8 @@ def test_validate_reports_dangling_references(tmp_path: Path, capsys: pytest.Cap
         (["world", "build"], 2, "--out"),
         (["world", "validate", "/definitely/not/here"], 2, "not a directory"),
         (["tagger", "tag", "볼리비아 비자", "--doc", "x"], 3, "not built yet"),
-        (["serve"], 3, "not built yet"),
+        (["bench", "api"], 3, "not built yet"),
+        (["serve", "--port", "0"], 2, "greater than or equal to 1"),
         (["no-such-command"], 2, "No such command"),
     ],
 )

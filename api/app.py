@@ -1,0 +1,311 @@
+"""The feed API: FastAPI over the feed store (Redis by default), versioned under /v1.
+
+>>> from api.app import API_VERSION
+>>> API_VERSION
+'v1'
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import generate_latest
+
+from api.schemas import (
+    EventBatch,
+    EventIn,
+    EventResult,
+    EventsResponse,
+    FeedItemOut,
+    FeedResponse,
+    TagOut,
+    TagsRequest,
+    TagsResponse,
+)
+from api.services import Services
+from api.store import FeedStore, StoreUnavailable
+from clipfeed.text import hangul_share
+from recommender import UserContext
+from recommender.feed import Feed, FeedItem
+
+API_VERSION = "v1"
+log = logging.getLogger("clipfeed.api")
+UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def get_store(request: Request) -> FeedStore:
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+# FastAPI dependency aliases: one place says where services and the store come from.
+Svc = Annotated[Services, Depends(get_services)]
+Store = Annotated[FeedStore, Depends(get_store)]
+ApiKey = Annotated[str | None, Header(alias="X-API-Key", max_length=256)]
+
+
+def guard(write: bool) -> Callable[..., Awaitable[None]]:
+    """Auth (writes always, reads when ``read_auth``) and per-key rate limiting."""
+
+    async def check(request: Request, svc: Svc, x_api_key: ApiKey = None) -> None:
+        if (write or svc.settings.read_auth) and not svc.check_key(x_api_key):
+            raise HTTPException(401, "missing or wrong X-API-Key")
+        client = x_api_key or (request.client.host if request.client else "anonymous")
+        if not svc.limiter.allow(client):
+            raise HTTPException(429, "rate limit exceeded; retry later")
+
+    return check
+
+
+def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], None] | None = None) -> FastAPI:
+    """The app over ready services and a store (``clipfeed serve`` builds both; tests pass their own)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await store.close()
+        if on_shutdown is not None:
+            on_shutdown()
+
+    app = FastAPI(
+        title="clipfeed feed API",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Cold-start clip feeds from search intent. Writes need `X-API-Key`.",
+    )
+    app.state.services = services
+    app.state.store = store
+
+    Write = Depends(guard(write=True))
+    Read = Depends(guard(write=False))
+
+    @app.middleware("http")
+    async def timing(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        t0 = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:  # never leak a traceback or internal detail
+            log.exception("unhandled error on %s", request.url.path)
+            response = JSONResponse({"error": "internal error"}, status_code=500)
+        route = request.scope.get("route")
+        services.metrics.latency.labels(getattr(route, "path", "unmatched")).observe(time.perf_counter() - t0)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "error": e.get("msg", "invalid")}
+            for e in exc.errors()[:20]
+        ]
+        return JSONResponse({"error": "invalid request", "details": errors}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    async def load_context(svc: Services, st: FeedStore, user_id: str) -> UserContext:
+        raw = await st.get_context(user_id)
+        return UserContext.from_dict(raw) if raw is not None else svc.seed_context(user_id)
+
+    def apply(svc: Services, ctx: UserContext, ev: EventIn) -> str | None:
+        """Folds one event into the context; returns a rejection reason or None."""
+        ts = max(ev.epoch, ctx.updated_at)
+        if ev.type == "search":
+            assert ev.query is not None
+            search, doc = svc.tagging.tag(ev.query, [d.title for d in ev.clicked_docs])
+            svc.updater.on_search(ctx, ev.query, ts, search, doc, hangul=hangul_share(ev.query))
+        elif ev.type in ("follow", "unfollow"):
+            svc.updater.on_follow(ctx, ev.creator_id or "", ts, ev.type == "follow")
+        else:
+            i = svc.catalog.pos.get(ev.clip_id or "")
+            if i is None:
+                return f"unknown clip_id {ev.clip_id!r}"
+            svc.updater.on_clip_event(
+                ctx, ev.type, svc.catalog.ids[i], svc.catalog.topic[i], svc.catalog.creator[i], ts, ev.watch_ratio
+            )
+        return None
+
+    @app.post(
+        f"/{API_VERSION}/events",
+        response_model=EventsResponse,
+        dependencies=[Write],
+        responses={503: {"description": "store unavailable: nothing was accepted"}},
+    )
+    async def post_events(batch: EventBatch, svc: Svc, st: Store) -> EventsResponse | JSONResponse:
+        """Ingest a batch of events; idempotent by ``event_id`` (a replay changes nothing and says so)."""
+        if len(batch.events) > svc.settings.max_batch_events:
+            raise HTTPException(413, f"batch of {len(batch.events)} events, limit {svc.settings.max_batch_events}")
+        results: dict[int, EventResult] = {}
+        by_user: dict[str, list[tuple[int, EventIn]]] = {}
+        for n, ev in enumerate(batch.events):
+            by_user.setdefault(ev.user_id, []).append((n, ev))
+        try:
+            for user_id, items in by_user.items():
+                async with svc.lock(user_id):
+                    ctx = await load_context(svc, st, user_id)
+                    changed = False
+                    for n, ev in sorted(items, key=lambda x: x[1].epoch):
+                        if not await st.claim_event(ev.event_id):
+                            results[n] = EventResult(event_id=ev.event_id, status="duplicate")
+                            continue
+                        reason = apply(svc, ctx, ev)
+                        changed |= reason is None
+                        results[n] = EventResult(
+                            event_id=ev.event_id, status="rejected" if reason else "accepted", reason=reason
+                        )
+                    if changed:
+                        await st.put_context(user_id, ctx.to_dict())
+        except StoreUnavailable:
+            svc.metrics.fallbacks.labels("events_rejected").inc()
+            return JSONResponse(
+                {"error": "store unavailable: events were not accepted; retry later"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        ordered = [results[n] for n in range(len(batch.events))]
+        for r in ordered:
+            svc.metrics.events.labels(r.status).inc()
+        svc.metrics.tag_cache.set(svc.tagging.hits / max(1, svc.tagging.hits + svc.tagging.misses))
+        return EventsResponse(
+            accepted=sum(r.status == "accepted" for r in ordered),
+            duplicates=sum(r.status == "duplicate" for r in ordered),
+            rejected=sum(r.status == "rejected" for r in ordered),
+            results=ordered,
+        )
+
+    def popular(svc: Services, limit: int, exclude: set[str], reason: str) -> list[FeedItem]:
+        out = []
+        for i in svc.catalog.popularity_rank:
+            cid = svc.catalog.ids[int(i)]
+            if cid not in exclude:
+                out.append(FeedItem(cid, 0.0, [svc.catalog.topic[int(i)]], {"reason": reason, "sources": ["popular"]}))
+                if len(out) >= limit:
+                    break
+        return out
+
+    @app.get(f"/{API_VERSION}/users/{{user_id}}/feed", response_model=FeedResponse, dependencies=[Read])
+    async def get_feed(
+        user_id: UserId,
+        svc: Svc,
+        st: Store,
+        response: Response,
+        limit: Annotated[int, Query(ge=1, le=50)] = 20,
+        cursor: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9]+\.[0-9]{1,4}$")] = None,
+    ) -> FeedResponse:
+        """Ranked clips with explanations and the experiment arm; no clip repeats across the pages of one
+        session (follow ``cursor``)."""
+        arm = svc.arm(user_id)
+        session, page = (cursor.split(".")[0], int(cursor.split(".")[1])) if cursor else (secrets.token_hex(8), 0)
+        try:
+            ctx = await load_context(svc, st, user_id)
+            served = await st.get_served(user_id, session) if cursor else set()
+        except StoreUnavailable:
+            svc.metrics.fallbacks.labels("feed_store_down").inc()
+            response.headers["X-Clipfeed-Fallback"] = "store-unavailable"
+            reason = "store unavailable: popular clips"
+            items = popular(svc, limit, set(), reason)
+            return FeedResponse(
+                user_id=user_id,
+                arm="fallback",
+                items=[FeedItemOut(**i.__dict__) for i in items],
+                cursor=None,
+                fallback=reason,
+            )
+        feed: Feed
+        if arm == "popularity":
+            feed = Feed(popular(svc, limit, served | set(ctx.seen), "experiment arm: popularity"))
+        else:
+            feed = svc.builder.build(ctx, limit * (3 if arm == "shuffle" else 1), exclude=served, user_key=user_id)
+            if arm == "shuffle":
+                random.Random(f"{user_id}:{session}:{page}").shuffle(feed.items)
+                feed.items = feed.items[:limit]
+        if feed.fallback:
+            svc.metrics.fallbacks.labels("feed_no_context").inc()
+        svc.metrics.arms.labels(arm).inc()
+        ids = [it.clip_id for it in feed.items]
+        try:
+            await st.add_served(user_id, session, ids)
+            next_cursor: str | None = f"{session}.{page + 1}" if ids and page < 9999 else None
+        except StoreUnavailable:
+            next_cursor = None
+        return FeedResponse(
+            user_id=user_id,
+            arm=arm,
+            items=[FeedItemOut(**it.__dict__) for it in feed.items],
+            cursor=next_cursor,
+            fallback=feed.fallback,
+        )
+
+    @app.get(f"/{API_VERSION}/users/{{user_id}}/context", dependencies=[Read])
+    async def get_context(user_id: UserId, svc: Svc, st: Store) -> dict[str, Any]:
+        """The user's current profile: tags, topics with per-signal affinities, creators, searches."""
+        try:
+            ctx = await load_context(svc, st, user_id)
+        except StoreUnavailable as e:
+            raise HTTPException(503, "store unavailable") from e
+        tax = svc.catalog.taxonomy
+        topics = sorted(ctx.topics.items(), key=lambda kv: -(kv[1].positive + kv[1].skip))
+        return {
+            "user_id": user_id,
+            "clip_events": ctx.clip_events,
+            "tags": [
+                {"tag": t, "weight": round(a.weight, 4), "topic": a.topic, "query": a.query, "signal": a.signal}
+                for t, a in sorted(ctx.tags.items(), key=lambda kv: -kv[1].weight)
+            ],
+            "topics": [
+                {"id": t, "name": tax.name(t) if t in tax else t, **{k: round(v, 4) for k, v in a.__dict__.items()}}
+                for t, a in topics
+            ],
+            "creators": [{"id": c, **{k: round(v, 4) for k, v in a.__dict__.items()}} for c, a in ctx.creators.items()],
+            "searches": [s.__dict__ for s in ctx.searches],
+            "seen": len(ctx.seen),
+        }
+
+    @app.post(f"/{API_VERSION}/tags", response_model=TagsResponse, dependencies=[Write])
+    async def post_tags(req: TagsRequest, svc: Svc) -> TagsResponse:
+        """Tag a query (and clicked titles) with the live tagger and topic filter (debugging, ops)."""
+        search, doc = svc.tagging.tag(req.query, req.docs)
+        tax = svc.catalog.taxonomy
+        out = []
+        for signal, tags in (("search", search), ("doc_click", doc)):
+            for t in tags:
+                topics = [{"id": s.id, "name": tax.name(s.id) if s.id in tax else s.id, "p": s.p} for s in t.topics]
+                out.append(
+                    TagOut(
+                        tag=t.tag,
+                        score=t.score,
+                        signal=signal,  # type: ignore[arg-type]
+                        topics=topics,
+                        keep=t.keep,
+                        reason=t.reason,
+                    )
+                )
+        return TagsResponse(query=req.query, tagger=getattr(svc.tagging.tagger, "name", "tagger"), tags=out)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(svc: Svc, st: Store) -> JSONResponse:
+        store_ok = await st.ping()
+        body = {"store": "ok" if store_ok else "unavailable", "models": "loaded", "clips": len(svc.catalog.ids)}
+        return JSONResponse(body, status_code=200 if store_ok else 503)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics(svc: Svc) -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(svc.metrics.registry).decode(), media_type="text/plain; version=0.0.4")
+
+    return app

@@ -1,0 +1,165 @@
+"""The feed store: one interface, an in-memory and a Redis implementation, one shared test suite.
+
+Every key has a TTL and every per-user collection a bound. Keys of one user share a Redis Cluster
+hash tag (``{user}``) so they land in one slot.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+
+CONTEXT_TTL_S = 30 * 86400
+EVENT_TTL_S = 7 * 86400
+SERVED_TTL_S = 86400
+TAGS_TTL_S = 7 * 86400
+MAX_SERVED = 1000
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached (timeouts, refused connections)."""
+
+
+class FeedStore(Protocol):
+    async def ping(self) -> bool: ...
+    async def get_context(self, user_id: str) -> dict[str, Any] | None: ...
+    async def put_context(self, user_id: str, ctx: dict[str, Any]) -> None: ...
+    async def claim_event(self, event_id: str) -> bool: ...
+    async def add_served(self, user_id: str, session: str, clip_ids: list[str]) -> None: ...
+    async def get_served(self, user_id: str, session: str) -> set[str]: ...
+    async def get_tags(self, key: str) -> str | None: ...
+    async def put_tags(self, key: str, value: str) -> None: ...
+    async def close(self) -> None: ...
+
+
+def _ctx_key(user_id: str) -> str:
+    return f"cf:{{{user_id}}}:ctx"
+
+
+def _served_key(user_id: str, session: str) -> str:
+    return f"cf:{{{user_id}}}:served:{session}"
+
+
+class MemoryStore:
+    """In-process store with the same TTL and bound semantics (tests, single-process runs)."""
+
+    def __init__(self, context_ttl_s: float = CONTEXT_TTL_S) -> None:
+        self.context_ttl_s = context_ttl_s
+        self.data: dict[str, tuple[float, Any]] = {}  # key -> (expires_at, value)
+
+    def _get(self, key: str) -> Any:
+        hit = self.data.get(key)
+        if hit is None or hit[0] < time.time():
+            self.data.pop(key, None)
+            return None
+        return hit[1]
+
+    def _set(self, key: str, value: Any, ttl: float) -> None:
+        self.data[key] = (time.time() + ttl, value)
+
+    def ttl(self, key: str) -> float | None:
+        hit = self.data.get(key)
+        return None if hit is None else hit[0] - time.time()
+
+    async def ping(self) -> bool:
+        return True
+
+    async def get_context(self, user_id: str) -> dict[str, Any] | None:
+        raw = self._get(_ctx_key(user_id))
+        return json.loads(raw) if raw is not None else None
+
+    async def put_context(self, user_id: str, ctx: dict[str, Any]) -> None:
+        self._set(_ctx_key(user_id), json.dumps(ctx), self.context_ttl_s)
+
+    async def claim_event(self, event_id: str) -> bool:
+        key = f"cf:event:{event_id}"
+        if self._get(key) is not None:
+            return False
+        self._set(key, 1, EVENT_TTL_S)
+        return True
+
+    async def add_served(self, user_id: str, session: str, clip_ids: list[str]) -> None:
+        key = _served_key(user_id, session)
+        served: list[str] = list(self._get(key) or [])
+        served = [*served, *clip_ids][-MAX_SERVED:]
+        self._set(key, served, SERVED_TTL_S)
+
+    async def get_served(self, user_id: str, session: str) -> set[str]:
+        return set(self._get(_served_key(user_id, session)) or [])
+
+    async def get_tags(self, key: str) -> str | None:
+        value = self._get(f"cf:tags:{key}")
+        return str(value) if value is not None else None
+
+    async def put_tags(self, key: str, value: str) -> None:
+        self._set(f"cf:tags:{key}", value, TAGS_TTL_S)
+
+    async def close(self) -> None:
+        self.data.clear()
+
+
+class RedisStore:
+    """Redis behind one bounded async connection pool with connect/read timeouts."""
+
+    def __init__(
+        self, url: str, pool_size: int = 32, timeout_s: float = 0.5, context_ttl_s: float = CONTEXT_TTL_S
+    ) -> None:
+        self.pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=pool_size,
+            timeout=timeout_s,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            decode_responses=True,
+        )
+        self.client = aioredis.Redis(connection_pool=self.pool)
+        self.context_ttl_s = context_ttl_s
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._call(self.client.ping()))
+        except StoreUnavailable:
+            return False
+
+    async def get_context(self, user_id: str) -> dict[str, Any] | None:
+        raw = await self._call(self.client.get(_ctx_key(user_id)))
+        return json.loads(raw) if raw is not None else None
+
+    async def put_context(self, user_id: str, ctx: dict[str, Any]) -> None:
+        await self._call(self.client.set(_ctx_key(user_id), json.dumps(ctx), ex=int(self.context_ttl_s)))
+
+    async def claim_event(self, event_id: str) -> bool:
+        return bool(await self._call(self.client.set(f"cf:event:{event_id}", 1, nx=True, ex=EVENT_TTL_S)))
+
+    async def add_served(self, user_id: str, session: str, clip_ids: list[str]) -> None:
+        if not clip_ids:
+            return
+        key = _served_key(user_id, session)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.rpush(key, *clip_ids)
+        pipe.ltrim(key, -MAX_SERVED, -1)
+        pipe.expire(key, SERVED_TTL_S)
+        await self._call(pipe.execute())
+
+    async def get_served(self, user_id: str, session: str) -> set[str]:
+        return set(await self._call(self.client.lrange(_served_key(user_id, session), 0, -1)))
+
+    async def get_tags(self, key: str) -> str | None:
+        value = await self._call(self.client.get(f"cf:tags:{key}"))
+        return str(value) if value is not None else None
+
+    async def put_tags(self, key: str, value: str) -> None:
+        await self._call(self.client.set(f"cf:tags:{key}", value, ex=TAGS_TTL_S))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        await self.pool.aclose()

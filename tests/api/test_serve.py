@@ -1,0 +1,72 @@
+"""`clipfeed serve` end to end: a real process, the embedded Redis, the printed requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_serve_with_embedded_redis(small_world: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "CLIPFEED_DATA_DIR": str(tmp_path / "data"), "CLIPFEED_API_KEYS": "k1"}
+    exe = Path(sys.executable).with_name("clipfeed")
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--world", str(small_world), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{base}/readyz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("clipfeed serve did not become ready")
+        body = json.dumps(
+            {
+                "events": [
+                    {"event_id": "s1", "user_id": "e2e", "ts": 1772700000, "type": "search", "query": "오타니 홈런"}
+                ]
+            }
+        ).encode()
+        req = urllib.request.Request(
+            f"{base}/v1/events",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "X-API-Key": "k1"},
+        )
+        assert json.load(urllib.request.urlopen(req, timeout=5))["accepted"] == 1
+        feed = json.load(urllib.request.urlopen(f"{base}/v1/users/e2e/feed?limit=3", timeout=5))
+        assert feed["items"][0]["topics"] == ["545"] and feed["arm"] == "full"
+        assert (tmp_path / "data" / "redis" / "appendonly.aof").exists() or any(
+            (tmp_path / "data" / "redis").glob("appendonly*")
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert "Example requests" in out and f"{base}/v1/users/" in out
+    assert "Traceback" not in out
+    alive = subprocess.run(["pgrep", "-f", str(tmp_path / "data")], capture_output=True, text=True)
+    assert alive.stdout.strip() == ""  # the embedded redis-server stopped with the API

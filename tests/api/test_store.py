@@ -1,0 +1,108 @@
+"""One test suite, run against both store implementations (in-memory and a real Redis server)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+
+import pytest
+import redis
+
+from api.embedded import EmbeddedRedis
+from api.store import MAX_SERVED, FeedStore, MemoryStore, RedisStore
+
+Body = Callable[[FeedStore], Awaitable[None]]
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def run(request: pytest.FixtureRequest) -> Callable[[Body], None]:
+    """Runs a test body against a fresh store inside one event loop (async pools are loop-bound)."""
+    server: EmbeddedRedis | None = request.getfixturevalue("embedded_redis") if request.param == "redis" else None
+
+    def runner(body: Body) -> None:
+        async def main() -> None:
+            store: FeedStore = MemoryStore() if server is None else RedisStore(server.url, 4, 1.0)
+            try:
+                await body(store)
+            finally:
+                await store.close()
+
+        asyncio.run(main())
+
+    runner.server = server  # type: ignore[attr-defined]
+    return runner
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def test_context_round_trip(run: Callable[[Body], None]) -> None:
+    async def body(store: FeedStore) -> None:
+        user = uid()
+        assert await store.get_context(user) is None
+        await store.put_context(user, {"a": 1, "t": ["x"]})
+        assert await store.get_context(user) == {"a": 1, "t": ["x"]}
+
+    run(body)
+
+
+def test_events_are_claimed_once(run: Callable[[Body], None]) -> None:
+    async def body(store: FeedStore) -> None:
+        eid = uid()
+        assert await store.claim_event(eid) is True
+        assert await store.claim_event(eid) is False
+
+    run(body)
+
+
+def test_served_sets_are_per_session_and_bounded(run: Callable[[Body], None]) -> None:
+    async def body(store: FeedStore) -> None:
+        user = uid()
+        await store.add_served(user, "s1", ["c1", "c2"])
+        await store.add_served(user, "s1", ["c3"])
+        assert await store.get_served(user, "s1") == {"c1", "c2", "c3"}
+        assert await store.get_served(user, "s2") == set()
+        await store.add_served(user, "big", [f"c{i}" for i in range(MAX_SERVED + 50)])
+        assert len(await store.get_served(user, "big")) == MAX_SERVED
+
+    run(body)
+
+
+def test_tag_cache(run: Callable[[Body], None]) -> None:
+    async def body(store: FeedStore) -> None:
+        key = uid()
+        assert await store.get_tags(key) is None
+        await store.put_tags(key, '["a"]')
+        assert await store.get_tags(key) == '["a"]'
+
+    run(body)
+
+
+def test_every_key_has_a_ttl(run: Callable[[Body], None]) -> None:
+    server: EmbeddedRedis | None = run.server  # type: ignore[attr-defined]
+
+    async def body(store: FeedStore) -> None:
+        user = uid()
+        await store.put_context(user, {})
+        await store.claim_event(uid())
+        await store.add_served(user, "s", ["c1"])
+        await store.put_tags(uid(), "x")
+        if isinstance(store, MemoryStore):
+            ttls = [store.ttl(k) for k in store.data]
+            assert ttls and all(t is not None and t > 0 for t in ttls)
+        else:
+            assert server is not None
+            client = redis.Redis(unix_socket_path=str(server.socket))
+            keys = client.keys("cf:*")
+            assert keys and all(client.ttl(k) > 0 for k in keys)
+
+    run(body)
+
+
+def test_ping(run: Callable[[Body], None]) -> None:
+    async def body(store: FeedStore) -> None:
+        assert await store.ping() is True
+
+    run(body)
