@@ -117,7 +117,12 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
 
     async def load_context(svc: Services, st: FeedStore, user_id: str) -> UserContext:
         raw = await st.get_context(user_id)
-        return UserContext.from_dict(raw) if raw is not None else svc.seed_context(user_id)
+        if raw is not None:
+            return UserContext.from_dict(raw)
+        ctx = svc.seed_context(user_id)
+        if ctx.updated_at:  # a user known from the world's logs: keep the replayed context
+            await st.put_context(user_id, ctx.to_dict())
+        return ctx
 
     def apply(svc: Services, ctx: UserContext, ev: EventIn) -> str | None:
         """Folds one event into the context; returns a rejection reason or None."""
@@ -203,6 +208,9 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
         response: Response,
         limit: Annotated[int, Query(ge=1, le=50)] = 20,
         cursor: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9]+\.[0-9]{1,4}$")] = None,
+        features: Annotated[
+            bool, Query(description="Add each item's top feature contributions (LightGBM pred_contrib, ~1.5 ms).")
+        ] = False,
     ) -> FeedResponse:
         """Ranked clips with explanations and the experiment arm; no clip repeats across the pages of one
         session (follow ``cursor``)."""
@@ -227,7 +235,9 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
         if arm == "popularity":
             feed = Feed(popular(svc, limit, served | set(ctx.seen), "experiment arm: popularity"))
         else:
-            feed = svc.builder.build(ctx, limit * (3 if arm == "shuffle" else 1), exclude=served, user_key=user_id)
+            feed = svc.builder.build(
+                ctx, limit * (3 if arm == "shuffle" else 1), exclude=served, user_key=user_id, contributions=features
+            )
             if arm == "shuffle":
                 random.Random(f"{user_id}:{session}:{page}").shuffle(feed.items)
                 feed.items = feed.items[:limit]

@@ -94,6 +94,17 @@ def build_services(
 ) -> Services:
     """Everything the API holds in memory, from a world and the shipped (or given) models."""
     stack = load_stack(world_dir, classifier_dir=classifier_dir)
+    cands = stack.cfg.candidates
+    stack.cfg = stack.cfg.model_copy(
+        update={
+            "candidates": cands.model_copy(
+                update={
+                    "min_candidates": settings.min_candidates,
+                    "max_candidates": max(cands.max_candidates, settings.min_candidates),
+                }
+            )
+        }
+    )
     ranker = load_ranker(model)
     return Services(
         settings=settings,

@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(default=0.5, gt=0, le=30)
     context_ttl_days: float = Field(default=30.0, gt=0)
     max_batch_events: int = Field(default=500, ge=1, le=10_000)
+    min_candidates: int = Field(default=100, ge=1, le=2000, description="Candidates ranked per feed, at least.")
 
     @classmethod
     def settings_customise_sources(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
+from scipy import sparse
 
 from clipfeed.errors import ClipfeedError
 from clipfeed.protocols import TextEncoder
@@ -67,6 +68,13 @@ class CatalogIndex:
                 lists[k].sort(key=lambda i: -self.log_views[i])
         n = len(self.clips)
         self.idf = {t: math.log((n + 1) / (len(ix) + 1)) + 1.0 for t, ix in self.by_token.items()}
+        # clip x token incidence (1 where the clip's text has the token), for vectorised overlaps
+        self.token_col = {t: j for j, t in enumerate(self.by_token)}
+        rows = [i for i, toks in enumerate(self.clip_tokens) for _ in toks]
+        cols = [self.token_col[t] for toks in self.clip_tokens for t in toks]
+        self.incidence = sparse.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, len(self.token_col))
+        )
         self._aligned: dict[str, str] = {}
         self.encoder = encoder
         self.vectors: np.ndarray | None = None
@@ -137,6 +145,27 @@ class CatalogIndex:
             for i in self.by_token[w]:
                 scores[i] += idf
         return scores
+
+    def token_overlap(self, idx: list[int], word_sets: list[set[str]]) -> np.ndarray:
+        """(len(idx) x len(word_sets)) idf-weighted share of each word set found in each clip's text."""
+        cols, rows, vals = [], [], []
+        norms = np.zeros(len(word_sets), dtype=np.float32)
+        for j, ws in enumerate(word_sets):
+            for w in ws:
+                idf = self.idf.get(w)
+                if idf is not None:
+                    rows.append(self.token_col[w])
+                    cols.append(j)
+                    vals.append(idf)
+                    norms[j] += idf
+        if not vals:
+            return np.zeros((len(idx), len(word_sets)), dtype=np.float32)
+        weights = sparse.csr_matrix(
+            (np.array(vals, dtype=np.float32), (rows, cols)), shape=(len(self.token_col), len(word_sets))
+        )
+        hits = (self.incidence[idx] @ weights).toarray()
+        out: np.ndarray = hits / np.maximum(norms, 1e-9)
+        return out
 
     def similar(self, vectors: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
         """(clip indices, best cosine) of the ``top`` clips closest to any of ``vectors``."""

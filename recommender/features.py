@@ -83,18 +83,9 @@ def tag_matches(ctx: UserContext, catalog: CatalogIndex, vectors: TagVectorCache
         sim = sims.max(axis=1).astype(np.float32)
         sim_same = np.where(same, sims, 0.0).max(axis=1).astype(np.float32)
         best = [tags[int(j)] for j in np.where(same, sims + 1.0, sims).argmax(axis=1)]
-    tag_words = [set(tokens(t)) for t in tags]
-    tag_norm = [sum(catalog.idf.get(w, 0.0) for w in ws) for ws in tag_words]
-    for r, i in enumerate(idx):
-        clip_words = catalog.clip_tokens[i]
-        for j, ws in enumerate(tag_words):
-            if tag_norm[j] <= 0:
-                continue
-            overlap = sum(catalog.idf[w] for w in ws & clip_words) / tag_norm[j]
-            if overlap > kw[r]:
-                kw[r] = overlap
-            if same[r, j] and overlap > kw_same[r]:
-                kw_same[r] = overlap
+    overlap = catalog.token_overlap(idx, [set(tokens(t)) for t in tags])
+    kw = overlap.max(axis=1).astype(np.float32)
+    kw_same = np.where(same, overlap, 0.0).max(axis=1).astype(np.float32)
     return TagMatch(sim, sim_same, kw, kw_same, best)
 
 

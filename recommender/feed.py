@@ -54,7 +54,10 @@ class FeedBuilder:
         explain: bool = True,
         exclude: set[str] | None = None,
         user_key: str = "",
+        contributions: bool = True,
     ) -> Feed:
+        """The feed for ``ctx``. ``explain`` adds the reasons; ``contributions`` adds the top feature
+        contributions (LightGBM ``pred_contrib``, the most expensive part of a request)."""
         ctx = self.catalog.view(ctx)
         if exclude:
             ctx = UserContext(**{**ctx.__dict__, "seen": [*ctx.seen, *exclude]})
@@ -70,9 +73,9 @@ class FeedBuilder:
         pos = {i: r for r, i in enumerate(idx)}
         contrib: dict[int, np.ndarray] = {}
         ranked = [i for i in order if i in pos]
-        if explain and self.ranker is not None and ranked:
+        if explain and contributions and self.ranker is not None and ranked:
             contrib = dict(zip(ranked, self.ranker.contributions(x[[pos[i] for i in ranked]]), strict=True))
-        best_tags = tag_matches(ctx, self.catalog, self.vectors, order).best_tag
+        best_tags = tag_matches(ctx, self.catalog, self.vectors, order).best_tag if explain else [None] * len(order)
         items = []
         for n, i in enumerate(order):
             explanation = (

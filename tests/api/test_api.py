@@ -167,3 +167,12 @@ def test_redis_down_serves_fallback_then_aof_restores(services: Services, tmp_pa
         assert c.get(f"/v1/users/{user}/context").json()["tags"] == ctx["tags"]  # back from the AOF
     server.stop()
     asyncio.run(asyncio.sleep(0))
+
+
+def test_feature_contributions_on_request(client: TestClient) -> None:
+    user = f"feat-{id(client)}"
+    client.post("/v1/events", json={"events": [search(f"c0-{user}", user, "손흥민 골")]}, headers=KEY)
+    plain = client.get(f"/v1/users/{user}/feed?limit=3").json()["items"][0]["explanation"]
+    rich = client.get(f"/v1/users/{user}/feed?limit=3&features=true").json()["items"][0]["explanation"]
+    assert "top_features" not in plain and plain["reason"].startswith("because you searched")
+    assert len(rich["top_features"]) == 3

@@ -1,0 +1,232 @@
+"""Load on the feed API over loopback: one `clipfeed serve` process, the embedded (real) Redis, 300
+candidates ranked per feed request. Prints latency percentiles and throughput at fixed request
+rates, mixed traffic, event ingestion (with a no-loss check), Redis bytes per user, and the
+in-process feed time measured in the same run for the serving overhead.
+
+Run: .venv/bin/python benchmarks/api_load.py [--seconds 5] [--rates 50,100,200,400] [--users 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from clipfeed.world import WorldConfig, build_world
+
+KEY = "bench-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))], 2) if values else float("nan")
+
+
+async def open_loop(client: httpx.AsyncClient, rate: float, seconds: float, make: Any) -> dict[str, Any]:
+    """Fires requests at a fixed rate regardless of responses (open loop) and records latencies."""
+    lat: dict[str, list[float]] = {"feed": [], "events": []}
+    errors = 0
+    tasks = []
+
+    async def one(kind: str, method: str, url: str, body: Any) -> None:
+        nonlocal errors
+        t0 = time.perf_counter()
+        try:
+            r = await (client.get(url) if method == "GET" else client.post(url, json=body, headers={"X-API-Key": KEY}))
+            if r.status_code >= 400:
+                errors += 1
+        except httpx.HTTPError:
+            errors += 1
+        lat[kind].append((time.perf_counter() - t0) * 1000)
+
+    start = time.perf_counter()
+    n = int(rate * seconds)
+    for i in range(n):
+        target = start + i / rate
+        delay = target - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(*make(i))))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    out: dict[str, Any] = {"rate": rate, "requests": n, "errors": errors, "throughput": round(n / elapsed, 1)}
+    for kind, values in lat.items():
+        if values:
+            out[kind] = {"p50": pct(values, 0.5), "p95": pct(values, 0.95), "p99": pct(values, 0.99)}
+    return out
+
+
+async def run(base: str, users: list[str], clips: list[str], args: argparse.Namespace, sock: Path) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=base, timeout=10.0, limits=limits) as client:
+        for u in users[:300]:  # warm-up: contexts seeded from the world's logs on first access
+            await client.get(f"/v1/users/{u}/feed?limit=20")
+        rng = random.Random(0)
+
+        def feed(i: int) -> tuple[str, str, str, Any]:
+            return "feed", "GET", f"/v1/users/{users[i % 300]}/feed?limit=20", None
+
+        results: dict[str, Any] = {"feed": []}
+        for rate in args.rates:
+            results["feed"].append(await open_loop(client, rate, args.seconds, feed))
+
+        def mixed(i: int) -> tuple[str, str, str, Any]:
+            if rng.random() < 0.8:
+                return feed(i)
+            u = users[rng.randrange(300)]
+            ev = {
+                "event_id": f"mix-{i}",
+                "user_id": u,
+                "ts": 1772800000 + i,
+                "type": "skip",
+                "clip_id": rng.choice(clips),
+            }
+            return "events", "POST", "/v1/events", {"events": [ev]}
+
+        results["mixed_80_20"] = await open_loop(client, args.mixed_rate, args.seconds, mixed)
+
+        # Ingestion: batches of 100 events over fresh users, as fast as the server takes them.
+        n_users, per_user = args.users, 5
+        sent = 0
+        t0 = time.perf_counter()
+        batch: list[dict[str, Any]] = []
+        pending = []
+        for u in range(n_users):
+            for k in range(per_user):
+                etype = "search" if k == 0 else "watch"
+                ev: dict[str, Any] = {
+                    "event_id": f"ing-{u}-{k}",
+                    "user_id": f"load{u}",
+                    "ts": 1772900000 + k,
+                    "type": etype,
+                }
+                if etype == "search":
+                    ev["query"] = rng.choice(
+                        ["손흥민 골", "오타니 홈런", "이과수 폭포", "easy pasta recipe", "고양이 영상"]
+                    )
+                else:
+                    ev["clip_id"], ev["watch_ratio"] = rng.choice(clips), round(rng.random(), 2)
+                batch.append(ev)
+                if len(batch) == 100:
+                    pending.append(client.post("/v1/events", json={"events": batch}, headers={"X-API-Key": KEY}))
+                    sent += len(batch)
+                    batch = []
+                if len(pending) == 8:
+                    await asyncio.gather(*pending)
+                    pending = []
+        if batch:
+            pending.append(client.post("/v1/events", json={"events": batch}, headers={"X-API-Key": KEY}))
+            sent += len(batch)
+        await asyncio.gather(*pending)
+        seconds = time.perf_counter() - t0
+        check = rng.sample(range(n_users), 200)
+        lost = 0
+        for u in check:
+            ctx = (await client.get(f"/v1/users/load{u}/context")).json()
+            lost += int(ctx["clip_events"] != per_user - 1 or len(ctx["searches"]) != 1)
+        results["ingestion"] = {
+            "events": sent,
+            "seconds": round(seconds, 2),
+            "events_per_s": round(sent / seconds),
+            "users_checked": len(check),
+            "users_with_lost_events": lost,
+        }
+    r = redis.Redis(unix_socket_path=str(sock))
+    ctx_keys = [k for k in r.scan_iter("cf:{load*}:ctx", count=1000)]
+    sample = ctx_keys[:500]
+    per_user = statistics.mean(r.memory_usage(k) or 0 for k in sample) if sample else 0
+    results["redis_memory"] = {
+        "users": len(ctx_keys),
+        "bytes_per_user_context": round(per_user),
+        "used_memory_mb": round(r.info("memory")["used_memory"] / 1e6, 1),
+    }
+    return results
+
+
+def in_process_feed_ms(world: Path) -> dict[str, float]:
+    from cli.wiring import build_services
+    from clipfeed.settings import Settings
+    from recommender import UserContext
+
+    svc = build_services(Settings(min_candidates=300), world)
+    users = sorted(svc.world.users)[:300]
+    ctxs = [svc.seed_context(u) for u in users]
+    times = []
+    for _ in range(2):
+        for u, ctx in zip(users, ctxs, strict=True):
+            t0 = time.perf_counter()
+            svc.builder.build(UserContext.from_dict(ctx.to_dict()), 20, user_key=u)
+            times.append((time.perf_counter() - t0) * 1000)
+    times = times[len(users) :]
+    return {"p50": pct(times, 0.5), "p99": pct(times, 0.99)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[50, 100, 200, 400])
+    parser.add_argument("--mixed-rate", type=float, default=200)
+    parser.add_argument("--users", type=int, default=10_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        world = tmp / "world"
+        build_world(world, WorldConfig(seed=42), progress=False)
+        port = free_port()
+        env = {
+            **os.environ,
+            "CLIPFEED_DATA_DIR": str(tmp / "data"),
+            "CLIPFEED_API_KEYS": KEY,
+            "CLIPFEED_MIN_CANDIDATES": "300",
+            "CLIPFEED_LOG_LEVEL": "warning",
+            "CLIPFEED_RATE_LIMIT_PER_S": "100000",
+            "CLIPFEED_RATE_LIMIT_BURST": "100000",
+        }
+        exe = Path(sys.executable).with_name("clipfeed")
+        proc = subprocess.Popen(
+            [str(exe), "serve", "--world", str(world), "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(240):
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.5)
+            users = [json.loads(line)["user_id"] for line in (world / "truth" / "users.jsonl").read_text().splitlines()]
+            clips = [json.loads(line)["clip_id"] for line in (world / "catalog.jsonl").read_text().splitlines()]
+            results = asyncio.run(run(base, users, clips, args, tmp / "data" / "redis" / "redis.sock"))
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+        results["in_process_feed_ms"] = in_process_feed_ms(world)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
