@@ -8,7 +8,7 @@ SEED   ?= 42
 # downloading a multi-GB CUDA build.
 CONSTRAINTS := constraints.txt
 
-.PHONY: install demo test test-fast bench lint clean classifier-model ranker-model
+.PHONY: install demo test test-fast bench lint clean classifier-model ranker-model teacher-model tagger-model
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,8 @@ test-fast: install
 
 bench: install
 	$(PY) benchmarks/world_build.py
+	$(PY) benchmarks/tagger_bench.py
+	$(PY) benchmarks/label_resume.py
 	$(PY) benchmarks/classifier_real.py
 	$(PY) benchmarks/recommender_bench.py
 
@@ -54,3 +56,16 @@ clean:
 ranker-model: install
 	$(VENV)/bin/clipfeed world build --out .cache/world-42 --seed 42 --quiet
 	$(VENV)/bin/clipfeed ranker train --world .cache/world-42 --out recommender/shipped --seed 0
+
+# Reproduces the shipped teacher adapter (tagger/shipped/teacher/): LoRA on the gold train split.
+teacher-model: install
+	$(VENV)/bin/clipfeed tagger train-teacher --out tagger/shipped/teacher --seed 0 --device cpu
+
+# Reproduces the shipped student (tagger/shipped/student/): the tuned teacher labels 1,500 capped
+# searches of the seed-42 world, then the student is distilled from those labels + gold train rows.
+tagger-model: install
+	$(VENV)/bin/clipfeed world build --out .cache/world-42 --seed 42 --quiet
+	$(VENV)/bin/clipfeed tagger label --queries .cache/world-42/queries.jsonl --out .cache/labels-42 \
+		--max-share 0.03 --limit 1500 --device cpu
+	$(VENV)/bin/clipfeed tagger distill --labels .cache/labels-42 --world .cache/world-42 \
+		--out tagger/shipped/student --seed 0 --device cpu

@@ -15,11 +15,6 @@ from clipfeed.errors import NotBuiltError
 _ANY_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["--help"]}
 
 STAGES = {
-    "tagger": (
-        "Teacher labeling, student distillation and intent tagging.",
-        3,
-        ["label", "train-teacher", "distill", "eval", "tag"],
-    ),
     "bench": (
         "Benchmarks that print measured figures (see benchmarks/).",
         6,

@@ -10,7 +10,8 @@ from pathlib import Path
 from api.services import RateLimiter, Services, parse_arms
 from classifier import TopicClassifier, TopicFilter
 from clipfeed.errors import ClipfeedError
-from clipfeed.settings import Settings
+from clipfeed.protocols import IntentTagger
+from clipfeed.settings import Settings, load_settings
 from recommender import (
     CatalogIndex,
     ContextUpdater,
@@ -39,7 +40,26 @@ class Stack:
     split: float
 
 
-def load_stack(world_dir: Path, skip_invalid: bool = False, classifier_dir: Path | None = None) -> Stack:
+def make_tagger(kind: str = "auto") -> IntentTagger:
+    """``student`` (the shipped distilled tagger), ``standin`` (query text as tags, a baseline), or
+    ``auto``: the student when its artifact is present."""
+    if kind not in ("auto", "student", "standin"):
+        raise ClipfeedError(f"tagger {kind!r}: expected auto, student or standin")
+    from cli.tagger import load_student, shipped
+
+    if kind == "standin" or (kind == "auto" and not (shipped("student") / "adapter_model.safetensors").exists()):
+        return QueryAsTagTagger()
+    tagger: IntentTagger = load_student(None, persist=True)
+    return tagger
+
+
+def load_stack(
+    world_dir: Path,
+    skip_invalid: bool = False,
+    classifier_dir: Path | None = None,
+    tagger: str | None = None,
+    prefetch: bool = True,
+) -> Stack:
     if not world_dir.is_dir():
         raise ClipfeedError(f"{world_dir}: not a world directory (build one with `clipfeed world build`)")
     world = WorldData.load(world_dir, skip_invalid=skip_invalid)
@@ -49,7 +69,10 @@ def load_stack(world_dir: Path, skip_invalid: bool = False, classifier_dir: Path
     split = split_time(world, cfg)
     # Quality statistics only from events before the evaluation split (no peeking at the future).
     catalog.fit_stats(e for e in world.events if e.ts.timestamp() < split)
-    tagging = SearchTagging(QueryAsTagTagger(), TopicFilter(clf, world.taxonomy))
+    tagging = SearchTagging(make_tagger(tagger or load_settings().tagger), TopicFilter(clf, world.taxonomy))
+    if prefetch:  # every search of the world, tagged once in batches (and kept on disk by the student)
+        searches = ((q.query, [d.title for d in q.clicked_docs]) for log in world.users.values() for q in log.queries)
+        tagging.prefetch(searches)
     return Stack(world, catalog, tagging, cfg, split)
 
 
@@ -93,7 +116,8 @@ def build_services(
     settings: Settings, world_dir: Path, model: Path | None = None, classifier_dir: Path | None = None
 ) -> Services:
     """Everything the API holds in memory, from a world and the shipped (or given) models."""
-    stack = load_stack(world_dir, classifier_dir=classifier_dir)
+    # a server tags a world user's searches when that user is first seen, not all at start-up
+    stack = load_stack(world_dir, classifier_dir=classifier_dir, prefetch=False)
     cands = stack.cfg.candidates
     stack.cfg = stack.cfg.model_copy(
         update={

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(default=0.5, gt=0, le=30)
     context_ttl_days: float = Field(default=30.0, gt=0)
     max_batch_events: int = Field(default=500, ge=1, le=10_000)
+    # the stand-in stays the default until the student's effect on feeds is measured (issue #5)
+    tagger: str = Field(
+        default="standin",
+        pattern="^(auto|student|standin)$",
+        description="Intent tagger for feeds: standin (query text as tags), student, or auto (student if shipped).",
+    )
     min_candidates: int = Field(default=100, ge=1, le=2000, description="Candidates ranked per feed, at least.")
 
     @classmethod

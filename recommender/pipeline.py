@@ -53,6 +53,34 @@ class SearchTagging:
         self.cache[key] = (search, doc)
         return search, doc
 
+    def prefetch(self, searches: Iterable[tuple[str, Sequence[str]]], batch_size: int = 64) -> int:
+        """Tags many searches in batches (a model tagger is far cheaper per query batched than one at a
+        time), filling the cache that :meth:`tag` reads; returns how many were tagged."""
+        todo: dict[tuple[str, tuple[str, ...]], tuple[str, list[str]]] = {}
+        for query, docs in searches:
+            key = (normalize(query), tuple(normalize(d) for d in docs))
+            if key not in self.cache and key not in todo:
+                todo[key] = (query, list(docs))
+        items = list(todo.items())[: self.cache_size]
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            queries = [q for _, (q, _) in chunk]
+            alone = self.tagger.tag_batch(queries)
+            with_docs = [(n, q, d) for n, (_, (q, d)) in enumerate(chunk) if d]
+            both = (
+                self.tagger.tag_batch([q for _, q, _ in with_docs], [d for _, _, d in with_docs]) if with_docs else []
+            )
+            doc_tags: dict[int, list[IntentTag]] = {n: tags for (n, _, _), tags in zip(with_docs, both, strict=True)}
+            for n, (key, (query, _)) in enumerate(chunk):
+                search = self.topic_model.filter_tags(alone[n], query)
+                q_set = {t.tag for t in alone[n]}
+                extra = [t for t in doc_tags.get(n, []) if t.tag not in q_set]
+                doc = self.topic_model.filter_tags(extra, query) if n in doc_tags else []
+                if len(self.cache) >= self.cache_size:
+                    self.cache.clear()
+                self.cache[key] = (search, doc)
+        return len(items)
+
 
 @dataclass
 class UserLog:
