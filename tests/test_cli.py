@@ -126,5 +126,5 @@ def test_demo_script_runs_on_a_world(small_world: Path, capsys: pytest.CaptureFi
 
     demo.main(str(small_world))
     out = capsys.readouterr().out
-    assert "Topic filter" in out and "Not built yet" in out and "clipfeed feed" in out
+    assert "Topic filter" in out and "Intent tags" in out and "clipfeed feed" in out
     assert "Traceback" not in out

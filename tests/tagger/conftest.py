@@ -85,7 +85,7 @@ def tiny_student(tiny_model: Path, gold: list[GoldRow], tmp_path_factory: pytest
         layers=[0, 3],
         top_tokens=0,
         gold_weight=1,
-        train=TrainConfig(epochs=60, batch_size=13, lr=3e-3, lora_r=8, warmup=0.0, lora_dropout=0.0),
+        train=TrainConfig(epochs=60, batch_size=13, lr=3e-3, lora_r=8, warmup=0.0, lora_dropout=0.0, keep_best=False),
     )
     out = tmp_path_factory.mktemp("student")
     card = distill(tiny_model, labels, [*rows, *[r for r in gold if r.split == "dev"][:4]], out, cfg, progress=False)
