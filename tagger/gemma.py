@@ -56,17 +56,23 @@ def ensure_embedded(cache_dir: Path) -> Path:
         del model.config.quantization_config
     model.is_quantized = False
     model = model.to(torch.float16)  # Q4 weights lose nothing in fp16; halves the cache (540 MB)
+    save_atomically(target, model, tokenizer)
+    return target
+
+
+def save_atomically(target: Path, *parts: Any) -> None:
+    """``save_pretrained`` of every part into a fresh directory, then renamed into place: a killed
+    process never leaves a half-written checkpoint for the next one to load."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".save-"))
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        for part in parts:
+            part.save_pretrained(tmp)
         if target.exists():
             shutil.rmtree(target)
-        os.replace(tmp, target)  # atomic: a killed conversion never leaves a half checkpoint
+        os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def resolve_model_dir(model: str | Path, cache_dir: Path) -> Path:

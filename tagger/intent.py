@@ -11,9 +11,6 @@ cache) can use the same key. Misses are generated in batches.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -140,7 +137,7 @@ def _merge(artifact: Path, cfg: StudentConfig, keep: list[int], cache_dir: Path,
     """Base weights → trimmed, layer-reduced copy → LoRA merged in → saved (atomically) with the tokenizer."""
     from peft import PeftModel
 
-    from tagger.gemma import load_causal_lm, resolve_model_dir
+    from tagger.gemma import load_causal_lm, resolve_model_dir, save_atomically
 
     base_dir = resolve_model_dir(cfg.base, cache_dir)
     base, tokenizer = load_causal_lm(base_dir, "cpu")
@@ -148,16 +145,7 @@ def _merge(artifact: Path, cfg: StudentConfig, keep: list[int], cache_dir: Path,
     student = build_student(base, keep, cfg.layers, trimmed)
     del base
     merged = PeftModel.from_pretrained(student, str(artifact)).merge_and_unload()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".merge-"))
-    try:
-        merged.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    save_atomically(target, merged, tokenizer)
 
 
 class StudentBackend:
