@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Reques
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
+from starlette.concurrency import run_in_threadpool
 
 from api.schemas import (
     EventBatch,
@@ -156,6 +157,9 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
         by_user: dict[str, list[tuple[int, EventIn]]] = {}
         for n, ev in enumerate(batch.events):
             by_user.setdefault(ev.user_id, []).append((n, ev))
+        searches = [(ev.query, [d.title for d in ev.clicked_docs]) for ev in batch.events if ev.query]
+        if searches:  # one batched tagger call, off the event loop (a model tagger costs ~0.1-0.4 s a call)
+            await run_in_threadpool(svc.tagging.prefetch, searches)
         try:
             for user_id, items in by_user.items():
                 async with svc.lock(user_id):
@@ -286,7 +290,7 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
     @app.post(f"/{API_VERSION}/tags", response_model=TagsResponse, dependencies=[Write])
     async def post_tags(req: TagsRequest, svc: Svc) -> TagsResponse:
         """Tag a query (and clicked titles) with the live tagger and topic filter (debugging, ops)."""
-        search, doc = svc.tagging.tag(req.query, req.docs)
+        search, doc = await run_in_threadpool(svc.tagging.tag, req.query, req.docs)
         tax = svc.catalog.taxonomy
         out = []
         for signal, tags in (("search", search), ("doc_click", doc)):
