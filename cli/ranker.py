@@ -35,7 +35,7 @@ def train_cmd(
     """Train LambdaRank on impressions graded by reaction (engaged 3, meaningful watch 2, watch 1, skip 0),
     time-split (sessions after day 21 validate), with early stopping."""
     t0 = time.perf_counter()
-    stack = load_stack(world, skip_invalid, classifier)
+    stack = load_stack(world, skip_invalid, classifier, progress=not json_out)
     cfg = stack.cfg.model_copy(update={"ranker": stack.cfg.ranker.model_copy(update={"seed": seed})})
     ranker, timing = train_ranker(stack, cfg, progress=not json_out)
     ranker.meta["seconds_features"] = timing["feature_seconds"]
@@ -73,7 +73,7 @@ def eval_cmd(
 ) -> None:
     """NDCG@10, MAP@10, Recall@50, coverage, diversity, novelty and topic-leak rate for cold-start and
     warm users, for every baseline and the full system in the same run."""
-    stack = load_stack(world, skip_invalid, classifier)
+    stack = load_stack(world, skip_invalid, classifier, progress=not json_out)
     if not (world / "truth" / "users.jsonl").exists():
         raise InputError(world / "truth", None, None, "offline evaluation needs the world's truth/ folder")
     results = evaluate(
@@ -110,7 +110,7 @@ def feed_cmd(
     json_out: Json = False,
 ) -> None:
     """Build one user's feed from a world (their searches and events); unknown users get a fallback."""
-    stack = load_stack(world, skip_invalid, classifier)
+    stack = load_stack(world, skip_invalid, classifier, prefetch=False)  # only this user's searches
     log = stack.world.users.get(user_id)
     ctx = replay(ContextUpdater(stack.cfg.signals), stack.catalog, stack.tagging, log) if log else None
     builder = feed_builder(stack, load_ranker(model))

@@ -59,6 +59,7 @@ def load_stack(
     classifier_dir: Path | None = None,
     tagger: str | None = None,
     prefetch: bool = True,
+    progress: bool = False,
 ) -> Stack:
     if not world_dir.is_dir():
         raise ClipfeedError(f"{world_dir}: not a world directory (build one with `clipfeed world build`)")
@@ -72,7 +73,7 @@ def load_stack(
     tagging = SearchTagging(make_tagger(tagger or load_settings().tagger), TopicFilter(clf, world.taxonomy))
     if prefetch:  # every search of the world, tagged once in batches (and kept on disk by the student)
         searches = ((q.query, [d.title for d in q.clicked_docs]) for log in world.users.values() for q in log.queries)
-        tagging.prefetch(searches)
+        tagging.prefetch(searches, progress=progress)
     return Stack(world, catalog, tagging, cfg, split)
 
 

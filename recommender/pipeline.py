@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from clipfeed.jsonl import read_catalog, read_events, read_queries
 from clipfeed.protocols import FilteredTag, IntentTag, IntentTagger, TopicModel
 from clipfeed.records import Clip, Event, EventType, SearchQuery
@@ -53,7 +55,9 @@ class SearchTagging:
         self.cache[key] = (search, doc)
         return search, doc
 
-    def prefetch(self, searches: Iterable[tuple[str, Sequence[str]]], batch_size: int = 64) -> int:
+    def prefetch(
+        self, searches: Iterable[tuple[str, Sequence[str]]], batch_size: int = 64, progress: bool = False
+    ) -> int:
         """Tags many searches in batches (a model tagger is far cheaper per query batched than one at a
         time), filling the cache that :meth:`tag` reads; returns how many were tagged."""
         todo: dict[tuple[str, tuple[str, ...]], tuple[str, list[str]]] = {}
@@ -62,6 +66,7 @@ class SearchTagging:
             if key not in self.cache and key not in todo:
                 todo[key] = (query, list(docs))
         items = list(todo.items())[: self.cache_size]
+        bar = tqdm(total=len(items), desc="tagging searches", unit="search", disable=not progress or not items)
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             queries = [q for _, (q, _) in chunk]
@@ -79,6 +84,8 @@ class SearchTagging:
                 if len(self.cache) >= self.cache_size:
                     self.cache.clear()
                 self.cache[key] = (search, doc)
+            bar.update(len(chunk))
+        bar.close()
         return len(items)
 
 
