@@ -13,6 +13,7 @@ from clipfeed.errors import ClipfeedError, InputError
 from clipfeed.jsonl import read_gold
 from clipfeed.records import GoldRow
 from clipfeed.settings import load_settings
+from clipfeed.world import shipped_gold_path
 
 app = typer.Typer(help="Teacher labeling, student distillation and intent tagging.", no_args_is_help=True)
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -32,9 +33,7 @@ def shipped(name: str) -> Path:
 
 
 def _gold(path: Path | None) -> list[GoldRow]:
-    from importlib import resources
-
-    return list(read_gold(path or Path(str(resources.files("clipfeed") / "data" / "gold.jsonl"))))
+    return list(read_gold(path or shipped_gold_path()))
 
 
 def _adapter(value: str, teacher: str) -> Path | None:

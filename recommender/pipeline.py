@@ -44,10 +44,16 @@ class SearchTagging:
             return hit
         self.misses += 1
         q_tags = self.tagger.tag_batch([query])[0]
+        all_tags = self.tagger.tag_batch([query], [list(docs)])[0] if docs else None
+        return self._store(key, query, q_tags, all_tags)
+
+    def _store(
+        self, key: tuple[str, tuple[str, ...]], query: str, q_tags: list[IntentTag], all_tags: list[IntentTag] | None
+    ) -> tuple[list[FilteredTag], list[FilteredTag]]:
+        """Filters one search's tags (the query alone; with its documents, when it had any) and caches them."""
         search = self.topic_model.filter_tags(q_tags, query)
         doc: list[FilteredTag] = []
-        if docs:
-            all_tags = self.tagger.tag_batch([query], [list(docs)])[0]
+        if all_tags is not None:
             q_set = {t.tag for t in q_tags}
             doc = self.topic_model.filter_tags([t for t in all_tags if t.tag not in q_set], query)
         if len(self.cache) >= self.cache_size:
@@ -77,13 +83,7 @@ class SearchTagging:
             )
             doc_tags: dict[int, list[IntentTag]] = {n: tags for (n, _, _), tags in zip(with_docs, both, strict=True)}
             for n, (key, (query, _)) in enumerate(chunk):
-                search = self.topic_model.filter_tags(alone[n], query)
-                q_set = {t.tag for t in alone[n]}
-                extra = [t for t in doc_tags.get(n, []) if t.tag not in q_set]
-                doc = self.topic_model.filter_tags(extra, query) if n in doc_tags else []
-                if len(self.cache) >= self.cache_size:
-                    self.cache.clear()
-                self.cache[key] = (search, doc)
+                self._store(key, query, alone[n], doc_tags.get(n))
             bar.update(len(chunk))
         bar.close()
         return len(items)

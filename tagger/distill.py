@@ -76,7 +76,7 @@ def distill(
     student = build_student(base, keep, cfg.layers, trimmed).to(device)
     del base
     model = lora_model(student, cfg.train)
-    stats = finetune(model, codec, codec.encode("\n")[-1], train, cfg.train, dev, progress, "distill")
+    stats = finetune(model, codec, codec.newline_id(), train, cfg.train, dev, progress, "distill")
     out.mkdir(parents=True, exist_ok=True)
     model.peft_config["default"].base_model_name_or_path = "clipfeed-student-skeleton"  # not a local path
     _save_fp16(model, out)

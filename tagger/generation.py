@@ -25,12 +25,19 @@ class Codec:
     bos_id: int | None
     stop_ids: list[int]  # end of sequence and the pure-newline tokens: one output line only
 
+    def newline_id(self) -> int:
+        """The token that ends an answer line (training appends it to every completion)."""
+        return self.encode("\n")[-1]
+
+
+def newline_token_ids(tokenizer: Any) -> list[int]:
+    """Ids of the tokenizer's pieces made only of newlines (any of them ends the one output line)."""
+    return [i for p, i in tokenizer.get_vocab().items() if p and p.strip("\n") == ""]
+
 
 def tokenizer_codec(tokenizer: Any) -> Codec:
     """The codec of a plain transformers tokenizer (the teacher's)."""
-    vocab = tokenizer.get_vocab()
-    newline = [i for p, i in vocab.items() if p and p.strip("\n") == "" and "\n" in p]
-    stops = sorted({tokenizer.eos_token_id, *newline} - {None})
+    stops = sorted({tokenizer.eos_token_id, *newline_token_ids(tokenizer)} - {None})
     return Codec(
         encode=lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
         decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),

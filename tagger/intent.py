@@ -58,8 +58,7 @@ class StudentTagger:
 
     @staticmethod
     def cache_key(query: str, docs: Sequence[str] = ()) -> str:
-        item = QueryInput.of(query, docs)
-        return "\x1f".join([item.query, *item.docs])
+        return _key(_item(query, docs))
 
     @classmethod
     def load(cls, artifact: Path, cache_dir: Path, device: str = "cpu", **kwargs: Any) -> StudentTagger:
@@ -100,8 +99,8 @@ class StudentTagger:
             if check_query(q) is not None:
                 out[n] = []
                 continue
-            item = QueryInput.of(q, clean_docs(docs[n]) if docs is not None else ())
-            key = "\x1f".join([item.query, *item.docs])
+            item = _item(q, docs[n] if docs is not None else ())
+            key = _key(item)
             hit = self.cache.get(key)
             if hit is not None:
                 self.cache.move_to_end(key)
@@ -131,6 +130,15 @@ class StudentTagger:
         self.cache[key] = tags
         if len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)
+
+
+def _item(query: str, docs: Sequence[str]) -> QueryInput:
+    """What the student sees: the normalised query and its cleaned, bounded titles."""
+    return QueryInput.of(query, clean_docs(docs))
+
+
+def _key(item: QueryInput) -> str:
+    return "\x1f".join([item.query, *item.docs])
 
 
 def _merge(artifact: Path, cfg: StudentConfig, keep: list[int], cache_dir: Path, target: Path) -> None:

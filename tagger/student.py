@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from clipfeed.errors import ClipfeedError
-from tagger.generation import Codec
+from tagger.generation import Codec, newline_token_ids
 from tagger.train import TrainConfig
 
 _BYTE = re.compile(r"^<0x[0-9A-F]{2}>$")
@@ -55,7 +55,8 @@ def select_vocab(tokenizer: Any, texts: Iterable[str], top_tokens: int) -> list[
     first ``top_tokens`` ids (the base's most frequent merges) that spell Latin or Hangul text."""
     vocab: dict[str, int] = tokenizer.get_vocab()
     keep = {i for i in tokenizer.all_special_ids}
-    keep.update(i for p, i in vocab.items() if _BYTE.match(p) or (p and p.strip("\n") == ""))
+    keep.update(i for p, i in vocab.items() if _BYTE.match(p))
+    keep.update(newline_token_ids(tokenizer))
     keep.update(i for p, i in vocab.items() if i < top_tokens and _DOMAIN_PIECE.match(p))
     batch: list[str] = []
     for t in texts:
@@ -103,8 +104,8 @@ class TrimmedCodec:
 
     def codec(self) -> Codec:
         t = self.tokenizer
-        newline = [i for p, i in t.get_vocab().items() if p and p.strip("\n") == "" and "\n" in p]
-        stops = sorted(i for i in {self.new_id(i) for i in [t.eos_token_id, *newline]} if i is not None)
+        olds = [t.eos_token_id, *newline_token_ids(t)]
+        stops = sorted(i for i in {self.new_id(i) for i in olds} if i is not None)
         pad = self.new_id(t.pad_token_id if t.pad_token_id is not None else t.eos_token_id)
         return Codec(
             encode=self.encode,

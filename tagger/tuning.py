@@ -23,11 +23,6 @@ TUNED_TEACHER = TeacherConfig(shots=2, instructions=False)
 TEACHER_TRAIN = TrainConfig(epochs=3, batch_size=8, lr=3e-4, lora_r=8, lora_alpha=16, max_len=192)
 
 
-def newline_id(codec_encode: Any) -> int:
-    ids: list[int] = codec_encode("\n")
-    return ids[-1]
-
-
 def gold_examples(teacher: Teacher, rows: Sequence[GoldRow], exclude_self: bool) -> list[Example]:
     out = []
     for r in rows:
@@ -56,7 +51,7 @@ def train_teacher(
     train = gold_examples(teacher, train_rows, exclude_self=True)
     dev = gold_examples(teacher, dev_rows, exclude_self=False)
     peft_model = lora_model(model, train_cfg)
-    stats = finetune(peft_model, codec, newline_id(codec.encode), train, train_cfg, dev, progress, "train-teacher")
+    stats = finetune(peft_model, codec, codec.newline_id(), train, train_cfg, dev, progress, "train-teacher")
     out.mkdir(parents=True, exist_ok=True)
     peft_model.peft_config["default"].base_model_name_or_path = "gemma-3-270m"  # not a local path
     peft_model.save_pretrained(str(out))
