@@ -7,6 +7,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 import logging
 import random
 import secrets
@@ -19,7 +22,6 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Reques
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
-from starlette.concurrency import run_in_threadpool
 
 from api.schemas import (
     EventBatch,
@@ -34,8 +36,9 @@ from api.schemas import (
 )
 from api.services import Services
 from api.store import FeedStore, StoreUnavailable
+from api.tagging import Deferred, TaggingWorker, TagJob, Via
 from clipfeed.text import hangul_share
-from recommender import UserContext
+from recommender import SearchTagging, SearchTags, UserContext, tags_from_json, tags_to_json
 from recommender.feed import Feed, FeedItem
 
 API_VERSION = "v1"
@@ -70,12 +73,32 @@ def guard(write: bool) -> Callable[..., Awaitable[None]]:
     return check
 
 
+def shared_tag_key(query: str, docs: list[str]) -> str:
+    """The store's key for a search's tags: a digest of its normalised text (bounded length)."""
+    raw = json.dumps(SearchTagging.key(query, docs), ensure_ascii=False)
+    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
 def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], None] | None = None) -> FastAPI:
     """The app over ready services and a store (``clipfeed serve`` builds both; tests pass their own)."""
+
+    async def share_tags(jobs: list[TagJob]) -> None:
+        for job in jobs:  # other API processes (and this one after a restart) reuse these tags
+            await store.put_tags(shared_tag_key(job.query, job.docs), json.dumps(tags_to_json(job.future.result())))
+
+    settings = services.settings
+    worker = TaggingWorker(
+        services.tagging,
+        max_queue=settings.tagger_queue_size,
+        batch_size=settings.tagger_batch_size,
+        on_depth=services.metrics.tagger_queue.set,
+        on_tagged=share_tags,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        await worker.stop()  # queued searches are folded in before the store closes
         await store.close()
         if on_shutdown is not None:
             on_shutdown()
@@ -88,6 +111,7 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
     )
     app.state.services = services
     app.state.store = store
+    app.state.tagging_worker = worker
 
     Write = Depends(guard(write=True))
     Read = Depends(guard(write=False))
@@ -125,23 +149,76 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
             await st.put_context(user_id, ctx.to_dict())
         return ctx
 
-    def apply(svc: Services, ctx: UserContext, ev: EventIn) -> str | None:
-        """Folds one event into the context; returns a rejection reason or None."""
+    def fold_search(svc: Services, ctx: UserContext, ev: EventIn, tags: SearchTags, via: str) -> None:
+        assert ev.query is not None
+        search, doc = tags
         ts = max(ev.epoch, ctx.updated_at)
-        if ev.type == "search":
-            assert ev.query is not None
-            search, doc = svc.tagging.tag(ev.query, [d.title for d in ev.clicked_docs])
-            svc.updater.on_search(ctx, ev.query, ts, search, doc, hangul=hangul_share(ev.query))
-        elif ev.type in ("follow", "unfollow"):
+        svc.updater.on_search(ctx, ev.query, ts, search, doc, hangul=hangul_share(ev.query), via=via)
+
+    def apply(svc: Services, ctx: UserContext, ev: EventIn) -> str | None:
+        """Folds one clip or follow event into the context; returns a rejection reason or None."""
+        ts = max(ev.epoch, ctx.updated_at)
+        if ev.type in ("follow", "unfollow"):
             svc.updater.on_follow(ctx, ev.creator_id or "", ts, ev.type == "follow")
-        else:
-            i = svc.catalog.pos.get(ev.clip_id or "")
-            if i is None:
-                return f"unknown clip_id {ev.clip_id!r}"
-            svc.updater.on_clip_event(
-                ctx, ev.type, svc.catalog.ids[i], svc.catalog.topic[i], svc.catalog.creator[i], ts, ev.watch_ratio
-            )
+            return None
+        i = svc.catalog.pos.get(ev.clip_id or "")
+        if i is None:
+            return f"unknown clip_id {ev.clip_id!r}"
+        svc.updater.on_clip_event(
+            ctx, ev.type, svc.catalog.ids[i], svc.catalog.topic[i], svc.catalog.creator[i], ts, ev.watch_ratio
+        )
         return None
+
+    async def resolve_searches(
+        svc: Services, st: FeedStore, events: list[EventIn]
+    ) -> tuple[dict[str, tuple[SearchTags, Via]], dict[str, TagJob]]:
+        """Tags for a batch's searches: in-process cache, then the shared cache, then the worker
+        (waited for up to ``tagger_wait_ms``), or the raw-keyword fallback when its queue is full."""
+        ready: dict[str, tuple[SearchTags, Via]] = {}
+        jobs: dict[str, TagJob] = {}
+        for ev in events:
+            if ev.query is None:
+                continue
+            docs = [d.title for d in ev.clicked_docs]
+            key = shared_tag_key(ev.query, docs)
+            if key in ready or key in jobs:
+                continue
+            hit = svc.tagging.lookup(ev.query, docs)
+            if hit is None:
+                try:
+                    raw = await st.get_tags(key)
+                except StoreUnavailable:
+                    raw = None
+                if raw is not None:
+                    hit = tags_from_json(json.loads(raw))
+                    svc.tagging.prime(ev.query, docs, hit)
+            if hit is not None:
+                ready[key] = (hit, "cache")
+                continue
+            job = worker.submit(ev.query, docs)
+            if job is None:
+                svc.metrics.fallbacks.labels("tagger_overloaded").inc()
+                ready[key] = (svc.tagging.raw_keywords(ev.query, docs), "raw_keywords")
+            else:
+                jobs[key] = job
+        if jobs:
+            await asyncio.wait([j.future for j in jobs.values()], timeout=svc.settings.tagger_wait_ms / 1000)
+        svc.metrics.tag_cache.set(svc.tagging.hits / max(1, svc.tagging.hits + svc.tagging.misses))
+        return ready, jobs
+
+    def fold_later(svc: Services, st: FeedStore, user_id: str, ev: EventIn) -> Deferred:
+        async def fold(tags: SearchTags, via: Via) -> None:
+            try:
+                async with svc.lock(user_id):
+                    ctx = await load_context(svc, st, user_id)
+                    fold_search(svc, ctx, ev, tags, via)
+                    await st.put_context(user_id, ctx.to_dict())
+            except StoreUnavailable:
+                svc.metrics.fallbacks.labels("late_search_lost").inc()
+                raise
+            svc.metrics.searches.labels(f"{via}_late").inc()
+
+        return fold
 
     @app.post(
         f"/{API_VERSION}/events",
@@ -157,9 +234,7 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
         by_user: dict[str, list[tuple[int, EventIn]]] = {}
         for n, ev in enumerate(batch.events):
             by_user.setdefault(ev.user_id, []).append((n, ev))
-        searches = [(ev.query, [d.title for d in ev.clicked_docs]) for ev in batch.events if ev.query]
-        if searches:  # one batched tagger call, off the event loop (a model tagger costs ~0.1-0.4 s a call)
-            await run_in_threadpool(svc.tagging.prefetch, searches)
+        ready, jobs = await resolve_searches(svc, st, batch.events)
         try:
             for user_id, items in by_user.items():
                 async with svc.lock(user_id):
@@ -169,11 +244,29 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
                         if not await st.claim_event(ev.event_id):
                             results[n] = EventResult(event_id=ev.event_id, status="duplicate")
                             continue
-                        reason = apply(svc, ctx, ev)
-                        changed |= reason is None
-                        results[n] = EventResult(
-                            event_id=ev.event_id, status="rejected" if reason else "accepted", reason=reason
-                        )
+                        if ev.query is None:
+                            reason = apply(svc, ctx, ev)
+                            changed |= reason is None
+                            results[n] = EventResult(
+                                event_id=ev.event_id, status="rejected" if reason else "accepted", reason=reason
+                            )
+                            continue
+                        key = shared_tag_key(ev.query, [d.title for d in ev.clicked_docs])
+                        job = jobs.get(key)
+                        if key in ready:
+                            tags, via = ready[key]
+                        elif job is not None and job.future.done():
+                            tags, via = job.future.result(), job.via
+                        else:  # still being tagged: the worker folds it in when the tags arrive
+                            assert job is not None
+                            job.deferred.append(fold_later(svc, st, user_id, ev))
+                            svc.metrics.searches.labels("pending").inc()
+                            results[n] = EventResult(event_id=ev.event_id, status="accepted", tagging="pending")
+                            continue
+                        fold_search(svc, ctx, ev, tags, via)
+                        svc.metrics.searches.labels(via).inc()
+                        changed = True
+                        results[n] = EventResult(event_id=ev.event_id, status="accepted", tagging=via)
                     if changed:
                         await st.put_context(user_id, ctx.to_dict())
         except StoreUnavailable:
@@ -186,7 +279,6 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
         ordered = [results[n] for n in range(len(batch.events))]
         for r in ordered:
             svc.metrics.events.labels(r.status).inc()
-        svc.metrics.tag_cache.set(svc.tagging.hits / max(1, svc.tagging.hits + svc.tagging.misses))
         return EventsResponse(
             accepted=sum(r.status == "accepted" for r in ordered),
             duplicates=sum(r.status == "duplicate" for r in ordered),
@@ -290,7 +382,17 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
     @app.post(f"/{API_VERSION}/tags", response_model=TagsResponse, dependencies=[Write])
     async def post_tags(req: TagsRequest, svc: Svc) -> TagsResponse:
         """Tag a query (and clicked titles) with the live tagger and topic filter (debugging, ops)."""
-        search, doc = await run_in_threadpool(svc.tagging.tag, req.query, req.docs)
+        found = svc.tagging.lookup(req.query, req.docs)
+        if found is None:
+            job = worker.submit(req.query, req.docs)
+            if job is None:
+                svc.metrics.fallbacks.labels("tagger_overloaded").inc()
+                raise HTTPException(503, "tagger overloaded; retry later", headers={"Retry-After": "1"})
+            try:
+                found = await asyncio.wait_for(asyncio.shield(job.future), timeout=30)
+            except TimeoutError as e:
+                raise HTTPException(503, "tagger did not answer in 30 s; retry later") from e
+        search, doc = found
         tax = svc.catalog.taxonomy
         out = []
         for signal, tags in (("search", search), ("doc_click", doc)):

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from api.tagging import Via
 from clipfeed.records import MAX_QUERY_CHARS, MAX_TITLE_CHARS
 
 MAX_BATCH = 500
@@ -64,6 +65,11 @@ class EventResult(BaseModel):
     event_id: str
     status: Literal["accepted", "duplicate", "rejected"]
     reason: str | None = None
+    tagging: Via | None = Field(
+        default=None,
+        description="Searches only: tags from the cache, from the tagger within the request, still being "
+        "tagged (folded into the context when done), or the raw-keyword fallback (tagger overloaded or failed).",
+    )
 
 
 class EventsResponse(BaseModel):

@@ -36,6 +36,9 @@ class Metrics:
             "clipfeed_feed_arm_total", "Feeds served by experiment arm", ["arm"], registry=self.registry
         )
         self.tag_cache = Gauge("clipfeed_tag_cache_hit_ratio", "Tag cache hit ratio", registry=self.registry)
+        self.searches = Counter(
+            "clipfeed_searches_total", "Search events by where their tags came from", ["via"], registry=self.registry
+        )
         self.tagger_queue = Gauge(
             "clipfeed_tagger_queue_depth", "Searches waiting for the tagger", registry=self.registry
         )

@@ -100,6 +100,16 @@ class Settings(BaseSettings):
         description="Intent tagger for feeds: standin (query text as tags), student, or auto (student if shipped).",
     )
     min_candidates: int = Field(default=100, ge=1, le=2000, description="Candidates ranked per feed, at least.")
+    tagger_queue_size: int = Field(
+        default=256, ge=1, le=100_000, description="Distinct searches waiting for the tagger; beyond: raw keywords."
+    )
+    tagger_batch_size: int = Field(default=32, ge=1, le=1024, description="Searches tagged per tagger call.")
+    tagger_wait_ms: float = Field(
+        default=50.0,
+        ge=0,
+        le=10_000,
+        description="How long an events request waits for its searches' tags before the worker folds them in later.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -8,7 +8,15 @@ from recommender.config import RecommenderConfig
 from recommender.evaluate import SYSTEMS, evaluate
 from recommender.features import FEATURES, RequestContext
 from recommender.feed import Feed, FeedBuilder, FeedItem
-from recommender.pipeline import PassThroughFilter, SearchTagging, WorldData, replay
+from recommender.pipeline import (
+    PassThroughFilter,
+    SearchTagging,
+    SearchTags,
+    WorldData,
+    replay,
+    tags_from_json,
+    tags_to_json,
+)
 from recommender.ranker import Ranker, build_training
 from recommender.signals import ContextUpdater, UserContext
 from recommender.standin import QueryAsTagTagger
@@ -27,9 +35,12 @@ __all__ = [
     "RecommenderConfig",
     "RequestContext",
     "SearchTagging",
+    "SearchTags",
     "UserContext",
     "WorldData",
     "build_training",
     "evaluate",
     "replay",
+    "tags_from_json",
+    "tags_to_json",
 ]

@@ -10,12 +10,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from clipfeed.jsonl import read_catalog, read_events, read_queries
-from clipfeed.protocols import FilteredTag, IntentTag, IntentTagger, TopicModel
+from clipfeed.protocols import FilteredTag, IntentTag, IntentTagger, TopicModel, TopicScore
 from clipfeed.records import Clip, Event, EventType, SearchQuery
 from clipfeed.taxonomy import Taxonomy
 from clipfeed.text import hangul_share, normalize
 from recommender.catalog import CatalogIndex
 from recommender.signals import ContextUpdater, UserContext
+from recommender.standin import QueryAsTagTagger
+
+SearchKey = tuple[str, tuple[str, ...]]
+SearchTags = tuple[list[FilteredTag], list[FilteredTag]]
 
 
 class PassThroughFilter:
@@ -31,13 +35,48 @@ class SearchTagging:
     def __init__(self, tagger: IntentTagger, topic_model: TopicModel, cache_size: int = 100_000) -> None:
         self.tagger = tagger
         self.topic_model = topic_model
-        self.cache: dict[tuple[str, tuple[str, ...]], tuple[list[FilteredTag], list[FilteredTag]]] = {}
+        self.cache: dict[SearchKey, SearchTags] = {}
         self.cache_size = cache_size
         self.hits = self.misses = 0
 
-    def tag(self, query: str, docs: Sequence[str] = ()) -> tuple[list[FilteredTag], list[FilteredTag]]:
+    @staticmethod
+    def key(query: str, docs: Sequence[str] = ()) -> SearchKey:
+        """The cache key of a search: its normalised query and clicked titles."""
+        return (normalize(query), tuple(normalize(d) for d in docs))
+
+    def lookup(self, query: str, docs: Sequence[str] = ()) -> SearchTags | None:
+        """The cached tags of a search, or None (nothing is tagged; the miss is counted)."""
+        hit = self.cache.get(self.key(query, docs))
+        if hit is not None:
+            self.hits += 1
+        else:
+            self.misses += 1
+        return hit
+
+    def prime(self, query: str, docs: Sequence[str], tags: SearchTags) -> None:
+        """Puts tags found elsewhere (a shared cache) into this cache."""
+        if len(self.cache) >= self.cache_size:
+            self.cache.clear()
+        self.cache[self.key(query, docs)] = tags
+
+    def raw_keywords(self, query: str, docs: Sequence[str] = ()) -> SearchTags:
+        """The fallback when the tagger cannot answer in time: the query text itself as the tag (the
+        raw-keyword approach), still through the topic filter; not cached, so the tagger's answer can
+        replace it for the next search."""
+        alone = QueryAsTagTagger().tag_batch([query])[0]
+        both = QueryAsTagTagger().tag_batch([query], [list(docs)])[0] if docs else None
+        search = self.topic_model.filter_tags(alone, query)
+        alone_set = {t.tag for t in alone}
+        doc = self.topic_model.filter_tags([t for t in both if t.tag not in alone_set], query) if both else []
+        mark = "raw-keyword fallback"
+        return (
+            [FilteredTag(t.tag, t.score, t.topics, t.keep, f"{mark}: {t.reason}") for t in search],
+            [FilteredTag(t.tag, t.score, t.topics, t.keep, f"{mark}: {t.reason}") for t in doc],
+        )
+
+    def tag(self, query: str, docs: Sequence[str] = ()) -> SearchTags:
         """(tags of the query alone: the search signal, tags the clicked documents add: doc_click)."""
-        key = (normalize(query), tuple(normalize(d) for d in docs))
+        key = self.key(query, docs)
         hit = self.cache.get(key)
         if hit is not None:
             self.hits += 1
@@ -48,8 +87,8 @@ class SearchTagging:
         return self._store(key, query, q_tags, all_tags)
 
     def _store(
-        self, key: tuple[str, tuple[str, ...]], query: str, q_tags: list[IntentTag], all_tags: list[IntentTag] | None
-    ) -> tuple[list[FilteredTag], list[FilteredTag]]:
+        self, key: SearchKey, query: str, q_tags: list[IntentTag], all_tags: list[IntentTag] | None
+    ) -> SearchTags:
         """Filters one search's tags (the query alone; with its documents, when it had any) and caches them."""
         search = self.topic_model.filter_tags(q_tags, query)
         doc: list[FilteredTag] = []
@@ -66,9 +105,9 @@ class SearchTagging:
     ) -> int:
         """Tags many searches in batches (a model tagger is far cheaper per query batched than one at a
         time), filling the cache that :meth:`tag` reads; returns how many were tagged."""
-        todo: dict[tuple[str, tuple[str, ...]], tuple[str, list[str]]] = {}
+        todo: dict[SearchKey, tuple[str, list[str]]] = {}
         for query, docs in searches:
-            key = (normalize(query), tuple(normalize(d) for d in docs))
+            key = self.key(query, docs)
             if key not in self.cache and key not in todo:
                 todo[key] = (query, list(docs))
         items = list(todo.items())[: self.cache_size]
@@ -87,6 +126,46 @@ class SearchTagging:
             bar.update(len(chunk))
         bar.close()
         return len(items)
+
+
+def tags_to_json(tags: SearchTags) -> list[list[dict[str, object]]]:
+    """A search's filtered tags as JSON-ready lists (for a cache shared between processes)."""
+    return [
+        [
+            {
+                "tag": t.tag,
+                "score": t.score,
+                "topics": [[s.id, s.p] for s in t.topics],
+                "keep": t.keep,
+                "reason": t.reason,
+            }
+            for t in part
+        ]
+        for part in tags
+    ]
+
+
+def tags_from_json(data: list[list[dict[str, object]]]) -> SearchTags:
+    """The inverse of :func:`tags_to_json`.
+
+    >>> t = ([FilteredTag("a", 1.0, (TopicScore("t1", 0.9),), True, "kept")], [])
+    >>> tags_from_json(tags_to_json(t)) == t
+    True
+    """
+    search, doc = (
+        [
+            FilteredTag(
+                str(d["tag"]),
+                float(d["score"]),  # type: ignore[arg-type]
+                tuple(TopicScore(str(i), float(p)) for i, p in d["topics"]),  # type: ignore[attr-defined]
+                bool(d["keep"]),
+                str(d["reason"]),
+            )
+            for d in part
+        ]
+        for part in data
+    )
+    return search, doc
 
 
 @dataclass

@@ -83,6 +83,7 @@ class SearchRecord:
     ts: float
     tags: list[str]
     dropped: list[str]
+    via: str = "tagger"  # "raw_keywords" when the tagger could not answer in time (the API's fallback)
 
 
 @dataclass
@@ -145,6 +146,7 @@ class ContextUpdater:
         search_tags: Sequence[FilteredTag],
         doc_tags: Sequence[FilteredTag] = (),
         hangul: float | None = None,
+        via: str = "tagger",
     ) -> None:
         """Signals 1-2: kept tags of the query (``search``) and of its clicked documents (``doc_click``)."""
         self.decay(ctx, ts)
@@ -166,7 +168,7 @@ class ContextUpdater:
                 ctx.tags[t.tag] = TagAffinity(weight, t.topics[0].id if t.topics else "", query, signal)
         if hangul is not None:
             ctx.hangul = 0.7 * ctx.hangul + 0.3 * hangul
-        ctx.searches.append(SearchRecord(query, ts, list(dict.fromkeys(kept)), list(dict.fromkeys(dropped))))
+        ctx.searches.append(SearchRecord(query, ts, list(dict.fromkeys(kept)), list(dict.fromkeys(dropped)), via))
         self._bound(ctx)
 
     def on_clip_event(
