@@ -23,6 +23,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 
+from api.browse import browse_router
+from api.console import mount_console
 from api.schemas import (
     EventBatch,
     EventIn,
@@ -115,6 +117,8 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
 
     Write = Depends(guard(write=True))
     Read = Depends(guard(write=False))
+    app.include_router(browse_router(dependencies=[Read]))  # /v1/clips, /v1/users/{id}/feed/baseline
+    mount_console(app)  # the feed console at /console/
 
     @app.middleware("http")
     async def timing(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -9,7 +9,7 @@ before the split time, and clips they were shown before it are excluded from the
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -92,17 +92,36 @@ def _popular(catalog: CatalogIndex, exclude: set[str], n: int) -> list[str]:
     return out
 
 
-def _raw_keywords(catalog: CatalogIndex, log: UserLog, exclude: set[str], n: int, until: float) -> list[str]:
-    words = [
-        w
-        for q in log.queries
-        if q.ts.timestamp() < until
-        for w in tokens(" ".join([q.query, *(d.title for d in q.clicked_docs)]))
-    ]
+def raw_keyword_ranking(
+    catalog: CatalogIndex, searches: Iterable[str], exclude: set[str], n: int
+) -> list[tuple[str, float]]:
+    """The raw-keyword baseline (no tagger, no topic filter): ``(clip_id, score)`` of the ``n`` clips
+    whose text shares the most idf-weighted words with the searches (one text per search: its query
+    and clicked titles), ties broken by views, topped up with popular clips (score 0).
+
+    >>> from datetime import UTC, datetime
+    >>> from clipfeed.records import Clip
+    >>> from clipfeed.taxonomy import Taxonomy
+    >>> def clip(i: str, title: str, views: int) -> Clip:
+    ...     return Clip(clip_id=i, title=title, creator_id="cr", language="ko", topics=["533"], duration_s=30,
+    ...                 published_at=datetime(2026, 3, 1, tzinfo=UTC), views=views)
+    >>> catalog = CatalogIndex([clip("a", "아르헨티나 축구", 900), clip("b", "이과수 폭포 여행", 10),
+    ...                         clip("c", "오타니 홈런", 50)], Taxonomy.load())
+    >>> [c for c, _ in raw_keyword_ranking(catalog, ["볼리비아 비자", "이과수 폭포"], set(), 3)]
+    ['b', 'a', 'c']
+    """
+    words = [w for text in searches for w in tokens(text)]
     scores = catalog.keyword_scores(words)
-    ranked = [catalog.ids[i] for i, _ in sorted(scores.items(), key=lambda kv: (-kv[1], -catalog.log_views[kv[0]]))]
-    ranked = [c for c in ranked if c not in exclude][:n]
-    return ranked + [c for c in _popular(catalog, exclude | set(ranked), n) if c not in ranked][: n - len(ranked)]
+    order = sorted(scores.items(), key=lambda kv: (-kv[1], -catalog.log_views[kv[0]]))
+    ranked = [(catalog.ids[i], round(s, 4)) for i, s in order if catalog.ids[i] not in exclude][:n]
+    have = {c for c, _ in ranked}
+    fill = [c for c in _popular(catalog, exclude | have, n) if c not in have][: n - len(ranked)]
+    return ranked + [(c, 0.0) for c in fill]
+
+
+def _raw_keywords(catalog: CatalogIndex, log: UserLog, exclude: set[str], n: int, until: float) -> list[str]:
+    texts = (" ".join([q.query, *(d.title for d in q.clicked_docs)]) for q in log.queries if q.ts.timestamp() < until)
+    return [c for c, _ in raw_keyword_ranking(catalog, texts, exclude, n)]
 
 
 def evaluate(
@@ -198,4 +217,4 @@ def ratio(results: dict[str, Any], population: str, metric: str, a: str, b: str)
     return results[population][a][metric] / denom if denom else float("inf")
 
 
-__all__: Sequence[str] = ("SYSTEMS", "Truth", "evaluate", "ratio", "split_time")
+__all__: Sequence[str] = ("SYSTEMS", "Truth", "evaluate", "ratio", "raw_keyword_ranking", "split_time")
