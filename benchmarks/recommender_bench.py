@@ -26,7 +26,8 @@ from clipfeed.taxonomy import Taxonomy
 from clipfeed.world import WorldConfig, build_world
 from recommender import ContextUpdater, FeedBuilder, Ranker, evaluate, replay
 from recommender.config import CandidateConfig, RecommenderConfig
-from recommender.evaluate import Truth, _gains, ratio
+from recommender.evaluate import ratio
+from recommender.offline import feedback_response
 
 HERE = Path(__file__).resolve().parent
 
@@ -54,47 +55,10 @@ def quality(stack: Stack, ranker: Ranker, max_users: int | None) -> dict[str, An
 
 
 def realtime(stack: Stack, ranker: Ranker, users: int) -> dict[str, Any]:
-    """Cold users react to the top clip of each feed like the world's users would (meaningful watch
-    when it is relevant to their latent interests, skip otherwise); after each of the first four
-    events, does the next feed move in that direction?"""
-    truth = Truth.load(stack.world)
+    """Does the next feed move in the direction of each of a cold user's first four events?
+    (``recommender.offline.feedback_response``, shared with ``clipfeed eval report``.)"""
     builder = FeedBuilder(stack.catalog, ranker, stack.cfg)
-    upd = ContextUpdater(stack.cfg.signals)
-    cold = sorted(u for u, t in truth.users.items() if t["cold"])[:users]
-    moved = [[0, 0] for _ in range(4)]
-    changed = [0.0] * 4
-    for uid in cold:
-        ctx = replay(upd, stack.catalog, stack.tagging, stack.world.users[uid])
-        gains = _gains(stack.catalog, truth, truth.users[uid], set())
-        feed = builder.build(ctx, 10, explain=False, user_key=uid)
-        ts = ctx.updated_at + 60
-        for step in range(4):
-            top = feed.items[step % len(feed.items)]
-            i = stack.catalog.pos[top.clip_id]
-            topic = stack.catalog.topic[i]
-            liked = gains.get(top.clip_id, 0.0) >= 2.0
-            share_before = sum(it.topics[0] == topic for it in feed.items)
-            upd.on_clip_event(ctx, "impression", top.clip_id, topic, stack.catalog.creator[i], ts)
-            if liked:
-                upd.on_clip_event(ctx, "watch", top.clip_id, topic, stack.catalog.creator[i], ts + 1, 0.9)
-            else:
-                upd.on_clip_event(ctx, "skip", top.clip_id, topic, stack.catalog.creator[i], ts + 1)
-            new = builder.build(ctx, 10, explain=False, user_key=uid)
-            share_after = sum(it.topics[0] == topic for it in new.items)
-            gone = top.clip_id not in {it.clip_id for it in new.items}
-            ok = gone and (share_after >= share_before - 1 if liked else share_after <= share_before)
-            moved[step][0] += int(ok)
-            moved[step][1] += 1
-            before_ids = {it.clip_id for it in feed.items}
-            changed[step] += 1 - len(before_ids & {it.clip_id for it in new.items}) / 10
-            feed, ts = new, ts + 60
-    return {
-        f"after_event_{s + 1}": {
-            "moved_in_direction": round(m[0] / max(m[1], 1), 3),
-            "feed_changed_share": round(changed[s] / max(m[1], 1), 3),
-        }
-        for s, m in enumerate(moved)
-    }
+    return feedback_response(stack.world, stack.catalog, stack.tagging, builder, users)
 
 
 def speed(stack: Stack, ranker: Ranker, users: int) -> dict[str, float]:

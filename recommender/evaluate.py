@@ -9,7 +9,7 @@ before the split time, and clips they were shown before it are excluded from the
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -66,7 +66,7 @@ def split_time(world: WorldData, cfg: RecommenderConfig) -> float:
     return (day0 + timedelta(days=cfg.ranker.valid_after_day)).timestamp()
 
 
-def _gains(catalog: CatalogIndex, truth: Truth, user: dict[str, Any], exclude: set[str]) -> dict[str, float]:
+def user_gains(catalog: CatalogIndex, truth: Truth, user: dict[str, Any], exclude: set[str]) -> dict[str, float]:
     interests = [(i["topic"], i["entity"]) for i in user["interests"]]
     tier1 = catalog.taxonomy.tier1_of
     lang = user["language"]
@@ -124,7 +124,19 @@ def _raw_keywords(catalog: CatalogIndex, log: UserLog, exclude: set[str], n: int
     return [c for c, _ in raw_keyword_ranking(catalog, texts, exclude, n)]
 
 
-def evaluate(
+@dataclass
+class EvalRun:
+    """Per-user metric values and top-k feeds of one offline evaluation, before averaging (what
+    bootstrap intervals over users and per-user drill-downs need)."""
+
+    per_user: dict[str, dict[str, dict[str, list[float]]]]  # population -> system -> metric -> values
+    feeds: dict[str, dict[str, list[list[str]]]]  # population -> system -> top-k feed per user
+    users: dict[str, list[str]]  # population -> the users evaluated (same order as the values)
+    catalog_size: int
+    setup: dict[str, Any]
+
+
+def collect(
     world: WorldData,
     catalog: CatalogIndex,
     tagging: SearchTagging,
@@ -135,7 +147,10 @@ def evaluate(
     seed: int = 0,
     k: int = 10,
     progress: bool = True,
-) -> dict[str, Any]:
+    only: Collection[str] | None = None,
+) -> EvalRun:
+    """Every system's feed for every judged user of both populations, scored per user (``only``:
+    just these users, e.g. one case study)."""
     truth = Truth.load(world)
     updater = ContextUpdater(cfg.signals)
     unfiltered = SearchTagging(tagging.tagger, PassThroughFilter())
@@ -148,22 +163,26 @@ def evaluate(
     popularity = {cid: float(pop_share[i]) for i, cid in enumerate(catalog.ids)}
     topic_of = {cid: catalog.topic[i] for i, cid in enumerate(catalog.ids)}
     tier1 = catalog.taxonomy.tier1_of
-    results: dict[str, Any] = {}
+    run = EvalRun({}, {}, {}, len(catalog.ids), {})
     for population in ("cold", "warm"):
-        ids = sorted(u for u, t in truth.users.items() if t["cold"] == (population == "cold"))
+        ids = sorted(
+            u for u, t in truth.users.items() if t["cold"] == (population == "cold") and (only is None or u in only)
+        )
         if max_users is not None:
             ids = ids[:max_users]
         per_user: dict[str, dict[str, list[float]]] = {s: {} for s in SYSTEMS}
         feeds: dict[str, list[list[str]]] = {s: [] for s in SYSTEMS}
+        judged: list[str] = []
         for uid in tqdm(ids, desc=f"eval: {population}", unit="user", disable=not progress):
             log = world.users.get(uid, UserLog())
             until = float("inf") if population == "cold" else split
             ctx = replay(updater, catalog, tagging, log, until=until)
             seen = set(ctx.seen)
-            gains = _gains(catalog, truth, truth.users[uid], seen)
+            gains = user_gains(catalog, truth, truth.users[uid], seen)
             relevant = {c for c, g in gains.items() if g >= 2.0}
             if not relevant:
                 continue
+            judged.append(uid)
             ranked: dict[str, list[str]] = {}
             pool = [c for c in catalog.ids if c not in seen]
             ranked["random"] = [pool[int(j)] for j in rng.choice(len(pool), size=min(DEPTH, len(pool)), replace=False)]
@@ -187,14 +206,33 @@ def evaluate(
                     topic_leak(top, topic_of.__getitem__, truth.clip_entity.get, interests, tier1)
                 )
                 feeds[system].append(top)
-        results[population] = _summarise(per_user, feeds, len(catalog.ids))
-    results["setup"] = {
+        run.per_user[population], run.feeds[population], run.users[population] = per_user, feeds, judged
+    run.setup = {
         "tagger": getattr(tagging.tagger, "name", type(tagging.tagger).__name__),
         "ranker": "lambdarank" if ranker is not None else "heuristic",
         "k": k,
         "depth": DEPTH,
         "judgments": "world ground truth relevance (docs/world.md), relevant = grade >= 2",
     }
+    return run
+
+
+def evaluate(
+    world: WorldData,
+    catalog: CatalogIndex,
+    tagging: SearchTagging,
+    ranker: Ranker | None,
+    cfg: RecommenderConfig,
+    *,
+    max_users: int | None = None,
+    seed: int = 0,
+    k: int = 10,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Mean metrics per population and system (plus a bootstrap interval of NDCG@10)."""
+    run = collect(world, catalog, tagging, ranker, cfg, max_users=max_users, seed=seed, k=k, progress=progress)
+    results: dict[str, Any] = {p: _summarise(run.per_user[p], run.feeds[p], run.catalog_size) for p in ("cold", "warm")}
+    results["setup"] = run.setup
     return results
 
 
@@ -217,4 +255,14 @@ def ratio(results: dict[str, Any], population: str, metric: str, a: str, b: str)
     return results[population][a][metric] / denom if denom else float("inf")
 
 
-__all__: Sequence[str] = ("SYSTEMS", "Truth", "evaluate", "ratio", "raw_keyword_ranking", "split_time")
+__all__: Sequence[str] = (
+    "SYSTEMS",
+    "EvalRun",
+    "Truth",
+    "collect",
+    "evaluate",
+    "ratio",
+    "raw_keyword_ranking",
+    "split_time",
+    "user_gains",
+)
