@@ -386,9 +386,10 @@ function renderCompareColumn(column, items, other) {
     items.map((item, n) => {
       const clip = state.clips.get(item.clip_id);
       const ex = item.explanation ?? {};
+      const topic = state.topicNames.get(item.topics[0]);
       return el(
         "li",
-        { class: "mini-card", "data-clip-id": item.clip_id },
+        { class: "mini-card", "data-clip-id": item.clip_id, "data-tier1": topic ? topic.tier1 : item.topics[0] },
         el("span", { class: "card-rank" }, String(n + 1)),
         el(
           "div",

@@ -1,6 +1,6 @@
 // DOM building without HTML parsing: API text only ever becomes text nodes or attribute values.
 
-const SAFE_ATTRS = /^(id|class|type|role|title|value|min|max|step|for|name|hidden|disabled|lang|aria-[a-z]+|data-[a-z-]+)$/;
+const SAFE_ATTRS = /^(id|class|type|role|title|value|min|max|step|for|name|hidden|disabled|lang|aria-[a-z]+|data-[a-z0-9-]+)$/;
 
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
