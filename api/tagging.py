@@ -73,6 +73,7 @@ class TaggingWorker:
         self.pending: dict[tuple[str, tuple[str, ...]], TagJob] = {}
         self.queue: asyncio.Queue[TagJob] | None = None
         self.task: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
 
     @property
@@ -80,20 +81,31 @@ class TaggingWorker:
         return len(self.pending)
 
     def _ensure_started(self) -> asyncio.Queue[TagJob]:
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:
+            # A new event loop (a test client without a lifespan runs each request in its own): jobs
+            # and the task of the old loop can never run again here, so start afresh in this one.
+            if self.task is not None:
+                with contextlib.suppress(RuntimeError):  # the old loop may be closed already
+                    self.task.cancel()
+            self.pending.clear()
+            self.loop, self.queue, self.task = loop, None, None
         if self.queue is None or self.task is None or self.task.done():
             self.queue = asyncio.Queue()
-            self.task = asyncio.get_running_loop().create_task(self._run(self.queue))
+            self.task = loop.create_task(self._run(self.queue))
         return self.queue
 
     def submit(self, query: str, docs: list[str]) -> TagJob | None:
         """Queues a search (or joins the same search already queued); None when the queue is full."""
+        if self.closed:
+            return None
+        queue = self._ensure_started()
         key = SearchTagging.key(query, docs)
         job = self.pending.get(key)
         if job is not None:
             return job
-        if self.closed or len(self.pending) >= self.max_queue:
+        if len(self.pending) >= self.max_queue:
             return None
-        queue = self._ensure_started()
         job = TagJob(query, list(docs), asyncio.get_running_loop().create_future())
         self.pending[key] = job
         queue.put_nowait(job)
@@ -140,7 +152,8 @@ class TaggingWorker:
         """Stops taking searches and tags what is queued (up to ``drain_s``); whatever is left is
         folded in with the raw-keyword fallback, so no accepted search is dropped on a clean stop."""
         self.closed = True
-        if self.task is None:
+        if self.task is None or self.loop is not asyncio.get_running_loop():
+            self.pending.clear()  # nothing queued in this loop (see _ensure_started)
             return
         deadline = asyncio.get_running_loop().time() + drain_s
         while self.pending and asyncio.get_running_loop().time() < deadline:
