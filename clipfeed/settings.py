@@ -26,8 +26,15 @@ from pydantic_settings import (
 from clipfeed.errors import ConfigError
 
 ENV_PREFIX = "CLIPFEED_"
-# Environment variables with the prefix that are not settings fields but are still meaningful.
-_ENV_NOT_FIELDS = {"CLIPFEED_CONFIG", "CLIPFEED_DEBUG"}
+# Environment variables with the prefix that are not settings fields but are still meaningful (the last
+# three are the console browser tests' knobs: artifacts folder, chromium path, rewrite docs/console.png).
+_ENV_NOT_FIELDS = {
+    "CLIPFEED_CONFIG",
+    "CLIPFEED_DEBUG",
+    "CLIPFEED_ARTIFACTS",
+    "CLIPFEED_CHROMIUM",
+    "CLIPFEED_UPDATE_SCREENSHOT",
+}
 
 
 def default_cache_dir() -> Path:

@@ -156,7 +156,9 @@ def save_readme_screenshot(page: Any) -> None:
     from PIL import Image
 
     raw = artifacts_dir() / "readme-raw.png"
-    page.set_viewport_size({"width": 1280, "height": 900})
+    page.set_viewport_size({"width": 1280, "height": 1080})
+    page.locator("#toast").wait_for(state="hidden")
+    page.wait_for_timeout(2200)  # a metrics scrape after the searches
     page.screenshot(path=str(raw))
     Image.open(raw).convert("RGB").quantize(colors=128).save(ROOT / "docs" / "console.png", optimize=True)
     assert (ROOT / "docs" / "console.png").stat().st_size < 300_000
