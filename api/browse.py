@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, params
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from api.schemas import FeedItemOut, FeedResponse
 from api.services import Services
@@ -122,7 +123,8 @@ def browse_router(dependencies: list[params.Depends] | None = None) -> APIRouter
             raw = await st.get_context(user_id)
         except StoreUnavailable as e:
             raise HTTPException(503, "store unavailable") from e
-        ctx = UserContext.from_dict(raw) if raw is not None else svc.seed_context(user_id)
+        # a user known from the world's logs is replayed (their searches tagged) off the event loop
+        ctx = UserContext.from_dict(raw) if raw is not None else await run_in_threadpool(svc.seed_context, user_id)
         queries = [s.query for s in ctx.searches]
         words = set(tokens(" ".join(queries)))
         ranked = raw_keyword_ranking(svc.catalog, queries, set(ctx.seen), limit)

@@ -72,6 +72,7 @@ def test_search_shows_tags_then_context_then_a_personal_feed(page: Any) -> None:
     send_search(page, "손흥민 골 하이라이트")
     assert page.get_attribute("#feed", "data-fallback") == "false"
     assert page.text_content("#fallback") == "none (personalised)" and page.text_content("#arm") == "full"
+    assert page.text_content("#tagging") in {"tagger", "cache"}  # answered within the request's wait
     assert page.locator("#ctx-tags li[data-tag='손흥민 골 하이라이트']").count() == 1
     after = feed_ids(page)
     assert after != before

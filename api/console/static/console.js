@@ -263,6 +263,7 @@ function renderContext(ctx) {
               " ",
               el("span", { class: "small" }, s.tags.join(", ")),
               s.dropped.length ? el("span", { class: "small dropped" }, ` · ${t("dropped")}: ${s.dropped.join(", ")}`) : null,
+              s.via && s.via !== "tagger" ? el("span", { class: "chip source" }, t("via", { via: s.via })) : null,
             ),
           )
       : none(),
@@ -499,11 +500,27 @@ async function submitSearch(event) {
     return;
   }
   try {
-    await sendEvent({ type: "search", query, clicked_docs: docs.map((title) => ({ title })) }, "search");
+    const result = await sendEvent({ type: "search", query, clicked_docs: docs.map((title) => ({ title })) }, "search");
+    const sentTs = state.clock;
+    $("tagging").textContent = result.tagging ?? "—";
+    if (result.tagging === "pending") {
+      toast(t("taggingPending"));
+      await Promise.all([previewTags(), waitForSearch(query, sentTs)]);
+    }
     await Promise.all([previewTags(), refreshAll()]);
   } catch (err) {
     report(err);
   }
+}
+
+// A search whose tags are still being computed reaches the context later: poll it for a while.
+async function waitForSearch(query, ts) {
+  for (let i = 0; i < 30; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const ctx = await refreshContext();
+    if (ctx.searches.some((s) => s.query === query && s.ts >= ts)) return;
+  }
+  toast(t("taggingLate"), "error");
 }
 
 function init() {

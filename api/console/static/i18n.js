@@ -69,6 +69,10 @@ export const STRINGS = {
     error: "Error {status}: {message}",
     offline: "The API cannot be reached.",
     popular: "popular",
+    lastTagging: "Last search tagged by",
+    taggingPending: "Search accepted; the tagger is still working: the feed updates when its tags arrive.",
+    taggingLate: "The tags have not arrived yet; refresh later.",
+    via: "via {via}",
   },
   ko: {
     console: "콘솔",
@@ -138,6 +142,10 @@ export const STRINGS = {
     error: "오류 {status}: {message}",
     offline: "API에 연결할 수 없습니다.",
     popular: "인기",
+    lastTagging: "마지막 검색 태깅",
+    taggingPending: "검색을 받았고 태거가 처리 중입니다: 태그가 도착하면 피드가 바뀝니다.",
+    taggingLate: "태그가 아직 도착하지 않았습니다. 나중에 새로고침하세요.",
+    via: "{via} 경유",
   },
 };
 
