@@ -48,6 +48,7 @@ def example_requests(base: str, user: str, key: str | None) -> list[str]:
         f"curl -s -X POST '{base}/v1/tags'{auth} -H 'Content-Type: application/json' -d '{{\"query\": \"손흥민 골\"}}'",
         f"curl -s '{base}/readyz'; curl -s '{base}/metrics' | head",
         f"open {base}/docs  (OpenAPI)",
+        f"open {base}/console/?user={user}  (feed console: steer a user's feed in the browser)",
     ]
 
 

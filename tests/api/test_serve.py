@@ -66,7 +66,7 @@ def test_serve_with_embedded_redis(small_world: Path, tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
-    assert "Example requests" in out and f"{base}/v1/users/" in out
+    assert "Example requests" in out and f"{base}/v1/users/" in out and f"{base}/console/?user=" in out
     assert "Traceback" not in out
     alive = subprocess.run(["pgrep", "-f", str(tmp_path / "data")], capture_output=True, text=True)
     assert alive.stdout.strip() == ""  # the embedded redis-server stopped with the API
