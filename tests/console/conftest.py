@@ -29,6 +29,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
 ]
 
 
@@ -59,7 +60,7 @@ class Server:
     proc: subprocess.Popen[str]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console_server(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`clipfeed serve` as a user starts it: its own process, the embedded Redis, an API key."""
     data = tmp_path_factory.mktemp("console_data")
@@ -102,7 +103,7 @@ def console_server(small_world: Path, tmp_path_factory: pytest.TempPathFactory) 
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     path = chromium_path()
     if path is None:
