@@ -351,7 +351,7 @@ function renderStatus(feed, headers, ms) {
   const fallback = feed.fallback || header;
   $("fallback").textContent = fallback ? `${feed.fallback ?? ""}${header ? ` [${header}]` : ""}` : t("fallbackNone");
   $("fallback").dataset.state = fallback ? "fallback" : "personal";
-  $("feed-ms").textContent = `${ms.toFixed(0)} ms · ${feed.items.length} items`;
+  $("feed-ms").textContent = t("feedMs", { ms: ms.toFixed(0), n: feed.items.length });
 }
 
 async function refreshFeed() {
@@ -432,7 +432,7 @@ async function scrapeMetrics() {
     const ms = (s) => (s === null ? "—" : `${(s * 1000).toFixed(s < 0.01 ? 1 : 0)} ms`);
     $("m-p50").textContent = ms(m.p50);
     $("m-p99").textContent = ms(m.p99);
-    $("m-eps").textContent = m.eventsPerS === null ? `— (${m.events} total)` : `${m.eventsPerS.toFixed(1)} (${m.events} total)`;
+    $("m-eps").textContent = t("eventsTotal", { rate: m.eventsPerS === null ? "—" : m.eventsPerS.toFixed(1), n: m.events });
     $("m-cache").textContent = m.cacheHit === null ? "—" : `${(m.cacheHit * 100).toFixed(0)} %`;
     $("m-fallbacks").textContent = String(m.fallbacks);
     $("m-window").textContent = m.windowed ? t("metricsLive", { s: Math.round(METRICS_EVERY_MS / 1000) }) : t("metricsTotal");

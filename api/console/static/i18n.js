@@ -73,6 +73,8 @@ export const STRINGS = {
     taggingPending: "Search accepted; the tagger is still working: the feed updates when its tags arrive.",
     taggingLate: "The tags have not arrived yet; refresh later.",
     via: "via {via}",
+    feedMs: "{ms} ms · {n} items",
+    eventsTotal: "{rate} ({n} total)",
   },
   ko: {
     console: "콘솔",
@@ -146,6 +148,8 @@ export const STRINGS = {
     taggingPending: "검색을 받았고 태거가 처리 중입니다: 태그가 도착하면 피드가 바뀝니다.",
     taggingLate: "태그가 아직 도착하지 않았습니다. 나중에 새로고침하세요.",
     via: "{via} 경유",
+    feedMs: "{ms} ms · {n}개",
+    eventsTotal: "{rate} (누적 {n})",
   },
 };
 
