@@ -36,7 +36,13 @@ def report_cmd(
     real_rows: Annotated[
         int | None, typer.Option("--real-rows", min=1, help="Rows per real classifier data set (default 10000).")
     ] = 10_000,
-    feedback_users: Annotated[int, typer.Option("--feedback-users", min=0)] = 200,
+    feedback_users: Annotated[
+        int, typer.Option("--feedback-users", min=0, help="Cold users in the feedback-response check.")
+    ] = 200,
+    importance_users: Annotated[
+        int, typer.Option("--importance-users", min=0, help="Users whose candidates feature importance averages.")
+    ] = 100,
+    latency_users: Annotated[int, typer.Option("--latency-users", min=0, help="Feeds timed in process.")] = 200,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=10, help="Bootstrap resamples of users.")] = 1000,
     model: Annotated[Path | None, typer.Option("--model", help="Ranker directory (default: the shipped one).")] = None,
     api_load: Annotated[
@@ -66,6 +72,8 @@ def report_cmd(
         real_queries=real_queries,
         real_rows=real_rows,
         feedback_users=feedback_users,
+        importance_users=importance_users,
+        latency_users=latency_users,
         bootstrap=bootstrap,
         model=model,
         api_load=api_load,

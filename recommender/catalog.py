@@ -138,7 +138,7 @@ class CatalogIndex:
     def keyword_scores(self, words: Iterable[str]) -> dict[int, float]:
         """idf-weighted token overlap between words and clip text (the raw-keyword matcher)."""
         scores: dict[int, float] = defaultdict(float)
-        for w in set(words):
+        for w in dict.fromkeys(words):  # first-seen order: the same sums and ties whatever the hash seed
             idf = self.idf.get(w)
             if idf is None:
                 continue
@@ -151,7 +151,7 @@ class CatalogIndex:
         cols, rows, vals = [], [], []
         norms = np.zeros(len(word_sets), dtype=np.float32)
         for j, ws in enumerate(word_sets):
-            for w in ws:
+            for w in sorted(ws):  # a fixed order: float sums must not depend on the hash seed
                 idf = self.idf.get(w)
                 if idf is not None:
                     rows.append(self.token_col[w])

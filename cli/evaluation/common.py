@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from clipfeed.errors import ConfigError
 
@@ -59,12 +59,15 @@ class EvalOptions(BaseModel):
     shared_data: Path = SHARED_DATA
     progress: bool = True
 
-    def model_post_init(self, __context: Any) -> None:
-        unknown = sorted(set(self.tagger_models) - set(TAGGER_MODELS))
+    @field_validator("tagger_models")
+    @classmethod
+    def _known_models(cls, models: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(models) - set(TAGGER_MODELS))
         if unknown:
             raise ValueError(
                 f"unknown tagger model(s) {', '.join(unknown)}; expected some of {', '.join(TAGGER_MODELS)}"
             )
+        return models
 
     def describe(self) -> dict[str, Any]:
         """The options as JSON-ready values (recorded in metrics.json)."""
