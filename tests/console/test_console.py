@@ -143,8 +143,8 @@ def test_compare_view_shows_the_full_system_and_the_raw_keyword_baseline(page: A
     tiers_full = [full.nth(i).get_attribute("data-tier1") for i in range(10)]
     tiers_raw = [raw.nth(i).get_attribute("data-tier1") for i in range(10)]
     # the trip planner: the full system stays on travel, raw keywords drift to Argentine politics/football
-    assert tiers_full.count("Travel") >= 8
-    assert sum(t != "Travel" for t in tiers_raw) >= 3 and {"Politics", "Sports"} & set(tiers_raw)
+    off_full, off_raw = (sum(t != "Travel" for t in tiers) for tiers in (tiers_full, tiers_raw))
+    assert tiers_full.count("Travel") >= 7 and off_raw >= off_full + 3 and {"Politics", "Sports"} & set(tiers_raw)
     assert "아르헨티나" in page.text_content("#compare-raw")
     assert "Travel" in page.text_content("#compare-full .mix")
     page.screenshot(path=str(artifacts_dir() / "compare-view.png"))
