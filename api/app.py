@@ -22,6 +22,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Reques
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
+from starlette.concurrency import run_in_threadpool
 
 from api.browse import browse_router
 from api.console import mount_console
@@ -148,8 +149,9 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
         raw = await st.get_context(user_id)
         if raw is not None:
             return UserContext.from_dict(raw)
-        ctx = svc.seed_context(user_id)
-        if ctx.updated_at:  # a user known from the world's logs: keep the replayed context
+        # A user known from the world's logs: their searches are tagged once, off the event loop.
+        ctx = await run_in_threadpool(svc.seed_context, user_id)
+        if ctx.updated_at:  # keep the replayed context
             await st.put_context(user_id, ctx.to_dict())
         return ctx
 

@@ -3,7 +3,12 @@ candidates ranked per feed request. Prints latency percentiles and throughput at
 rates, mixed traffic, event ingestion (with a no-loss check), Redis bytes per user, and the
 in-process feed time measured in the same run for the serving overhead.
 
+With a model tagger (``--tagger student``) it also sends new, never-seen searches while feeds are
+being served, to show that feeds do not wait for the tagger (the bounded background worker) and how
+many searches fall back to raw keywords when it is overloaded.
+
 Run: .venv/bin/python benchmarks/api_load.py [--seconds 5] [--rates 50,100,200,400] [--users 10000]
+     [--tagger standin|student] [--json-out .cache/bench/api_load.json]
 """
 
 from __future__ import annotations
@@ -73,15 +78,38 @@ async def open_loop(client: httpx.AsyncClient, rate: float, seconds: float, make
     for kind, values in lat.items():
         if values:
             out[kind] = {"p50": pct(values, 0.5), "p95": pct(values, 0.95), "p99": pct(values, 0.99)}
+            out[f"{kind}_latencies_ms"] = [round(v, 2) for v in values]  # for distribution plots
+    return out
+
+
+def metric_values(text: str, name: str) -> dict[str, float]:
+    """Samples of one Prometheus metric family from /metrics text, by their label string."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name):
+            labels, _, value = line[len(name) :].rpartition(" ")
+            out[labels or "_"] = float(value)
     return out
 
 
 async def run(base: str, users: list[str], clips: list[str], args: argparse.Namespace, sock: Path) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(base_url=base, timeout=10.0, limits=limits) as client:
+        rng = random.Random(0)
+        if args.tagger != "standin":
+            # A model tagger would tag every world user's logged searches on first access (minutes):
+            # feed traffic then goes to fresh users, each with one search from a small set.
+            users = [f"bench{k}" for k in range(300)]
+            seeds = ["손흥민 골 하이라이트", "이과수 폭포 여행", "easy pasta recipe", "고양이 영상", "오타니 홈런"]
+            events = [
+                {"event_id": f"seed-{u}", "user_id": u, "ts": 1772800000, "type": "search", "query": seeds[k % 5]}
+                for k, u in enumerate(users)
+            ]
+            for start in range(0, len(events), 50):
+                await client.post("/v1/events", json={"events": events[start : start + 50]}, headers={"X-API-Key": KEY})
+            await asyncio.sleep(5)  # the worker folds in the searches it did not finish within the requests
         for u in users[:300]:  # warm-up: contexts seeded from the world's logs on first access
             await client.get(f"/v1/users/{u}/feed?limit=20")
-        rng = random.Random(0)
 
         def feed(i: int) -> tuple[str, str, str, Any]:
             return "feed", "GET", f"/v1/users/{users[i % 300]}/feed?limit=20", None
@@ -104,6 +132,24 @@ async def run(base: str, users: list[str], clips: list[str], args: argparse.Name
             return "events", "POST", "/v1/events", {"events": [ev]}
 
         results["mixed_80_20"] = await open_loop(client, args.mixed_rate, args.seconds, mixed)
+
+        # New searches (never seen, so never cached) while feeds are served: feeds must not wait for
+        # the tagger; searches past the worker's queue fall back to raw keywords.
+        words = ["여행", "맛집", "하이라이트", "리뷰", "브이로그", "tutorial", "recipe", "goal", "vlog", "review"]
+
+        def searching(i: int) -> tuple[str, str, str, Any]:
+            if i % 5:
+                return feed(i)
+            q = f"{rng.choice(words)} {rng.choice(words)} {i}"
+            ev = {"event_id": f"srch-{i}", "user_id": users[rng.randrange(300)], "ts": 1772850000 + i, "type": "search"}
+            return "events", "POST", "/v1/events", {"events": [{**ev, "query": q}]}
+
+        before = metric_values((await client.get("/metrics")).text, "clipfeed_searches_total")
+        phase = await open_loop(client, args.search_rate, args.seconds, searching)
+        await asyncio.sleep(2.0)  # let the worker finish what it still holds
+        after = metric_values((await client.get("/metrics")).text, "clipfeed_searches_total")
+        phase["searches_by_tag_source"] = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k)}
+        results["new_searches_under_feed_load"] = phase
 
         # Ingestion: batches of 100 events over fresh users, as fast as the server takes them.
         n_users, per_user = args.users, 5
@@ -187,6 +233,9 @@ def main() -> None:
     parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[50, 100, 200, 400])
     parser.add_argument("--mixed-rate", type=float, default=200)
     parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--search-rate", type=float, default=100, help="requests/s, 1 in 5 a new search")
+    parser.add_argument("--tagger", default="standin", choices=["standin", "student"])
+    parser.add_argument("--json-out", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -201,6 +250,7 @@ def main() -> None:
             "CLIPFEED_LOG_LEVEL": "warning",
             "CLIPFEED_RATE_LIMIT_PER_S": "100000",
             "CLIPFEED_RATE_LIMIT_BURST": "100000",
+            "CLIPFEED_TAGGER": args.tagger,
         }
         exe = Path(sys.executable).with_name("clipfeed")
         proc = subprocess.Popen(
@@ -211,7 +261,7 @@ def main() -> None:
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(240):
+            for _ in range(600):
                 try:
                     if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                         break
@@ -225,7 +275,17 @@ def main() -> None:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)
         results["in_process_feed_ms"] = in_process_feed_ms(world)
-    print(json.dumps(results, indent=2))
+    results["config"] = {"seconds": args.seconds, "tagger": args.tagger, "users": args.users, "cpus": os.cpu_count()}
+    if args.json_out is not None:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(results))
+
+    def brief(x: Any) -> Any:  # the printed figures, without the raw latency lists
+        if isinstance(x, dict):
+            return {k: brief(v) for k, v in x.items() if not k.endswith("_latencies_ms")}
+        return [brief(v) for v in x] if isinstance(x, list) else x
+
+    print(json.dumps(brief(results), indent=2))
 
 
 if __name__ == "__main__":

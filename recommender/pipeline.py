@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ class SearchTagging:
         self.cache: dict[SearchKey, SearchTags] = {}
         self.cache_size = cache_size
         self.hits = self.misses = 0
+        # One tagger call at a time: the API tags from its worker thread and while seeding a context
+        # in another, and a model tagger (its LRU cache, its tensors) is not meant to be shared.
+        self.lock = threading.Lock()
 
     @staticmethod
     def key(query: str, docs: Sequence[str] = ()) -> SearchKey:
@@ -82,8 +86,9 @@ class SearchTagging:
             self.hits += 1
             return hit
         self.misses += 1
-        q_tags = self.tagger.tag_batch([query])[0]
-        all_tags = self.tagger.tag_batch([query], [list(docs)])[0] if docs else None
+        with self.lock:
+            q_tags = self.tagger.tag_batch([query])[0]
+            all_tags = self.tagger.tag_batch([query], [list(docs)])[0] if docs else None
         return self._store(key, query, q_tags, all_tags)
 
     def _store(
@@ -115,11 +120,14 @@ class SearchTagging:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             queries = [q for _, (q, _) in chunk]
-            alone = self.tagger.tag_batch(queries)
             with_docs = [(n, q, d) for n, (_, (q, d)) in enumerate(chunk) if d]
-            both = (
-                self.tagger.tag_batch([q for _, q, _ in with_docs], [d for _, _, d in with_docs]) if with_docs else []
-            )
+            with self.lock:
+                alone = self.tagger.tag_batch(queries)
+                both = (
+                    self.tagger.tag_batch([q for _, q, _ in with_docs], [d for _, _, d in with_docs])
+                    if with_docs
+                    else []
+                )
             doc_tags: dict[int, list[IntentTag]] = {n: tags for (n, _, _), tags in zip(with_docs, both, strict=True)}
             for n, (key, (query, _)) in enumerate(chunk):
                 self._store(key, query, alone[n], doc_tags.get(n))
