@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from cli import classifier, pending, ranker, report, serve, tagger, world
+from cli import bench, classifier, pending, ranker, report, serve, tagger, world
 from cli.output import stderr
 from clipfeed.errors import ClipfeedError, NotBuiltError
 from clipfeed.settings import check_environment
@@ -31,6 +31,7 @@ app.add_typer(tagger.app, name="tagger")
 app.add_typer(classifier.app, name="classifier")
 app.add_typer(ranker.app, name="ranker")
 app.add_typer(report.app, name="eval")
+app.add_typer(bench.app, name="bench")
 app.command("feed")(ranker.feed_cmd)
 app.command("serve")(serve.serve_cmd)
 pending.register(app)

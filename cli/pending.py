@@ -14,13 +14,7 @@ from clipfeed.errors import NotBuiltError
 
 _ANY_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["--help"]}
 
-STAGES = {
-    "bench": (
-        "Benchmarks that print measured figures (see benchmarks/).",
-        6,
-        ["api", "tagger", "classifier", "ranker"],
-    ),
-}
+STAGES: dict[str, tuple[str, int, list[str]]] = {}
 TOP_LEVEL: dict[str, tuple[str, int]] = {}
 
 
