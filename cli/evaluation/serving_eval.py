@@ -40,26 +40,45 @@ def _pct(entry: dict[str, Any], q: str) -> float | None:
     return None
 
 
+def _without_samples(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _without_samples(v) for k, v in x.items() if not k.endswith("latencies_ms")}
+    return [_without_samples(v) for v in x] if isinstance(x, list) else x
+
+
 def normalise(raw: dict[str, Any]) -> dict[str, Any]:
-    """One layout for either format of the load benchmark's output (missing parts left out)."""
+    """One layout for either format of the load benchmark's output (missing parts left out). Raw
+    per-request feed latencies (``feed_latencies_ms`` or ``latencies_ms`` of a rate) are kept in
+    ``distributions`` (rate -> list of ms), for distribution plots."""
     rates_raw = raw.get("rates", raw.get("feed", []))
-    rates = [
-        {
-            "rate": e.get("rate"),
-            "p50_ms": _pct(e, "p50"),
-            "p95_ms": _pct(e, "p95"),
-            "p99_ms": _pct(e, "p99"),
-            "throughput": e.get("throughput"),
-            "errors": e.get("errors"),
-        }
-        for e in rates_raw
-        if isinstance(e, dict)
-    ]
+    rates = []
+    dists: dict[str, list[float]] = {}
+    for e in rates_raw:
+        if not isinstance(e, dict):
+            continue
+        rates.append(
+            {
+                "rate": e.get("rate"),
+                "p50_ms": _pct(e, "p50"),
+                "p95_ms": _pct(e, "p95"),
+                "p99_ms": _pct(e, "p99"),
+                "throughput": e.get("throughput"),
+                "errors": e.get("errors"),
+            }
+        )
+        samples = e.get("feed_latencies_ms", e.get("latencies_ms"))
+        if isinstance(samples, list) and samples:
+            dists[str(e.get("rate"))] = [float(v) for v in samples]
     out: dict[str, Any] = {"rates": rates}
+    if dists:
+        out["distributions"] = dists
     for new, old in (("mixed", "mixed_80_20"), ("in_process_ms", "in_process_feed_ms"), ("ingest", "ingestion")):
         value = raw.get(new, raw.get(old))
         if isinstance(value, dict):
-            out[new] = value
+            out[new] = _without_samples(value)
+    for extra in ("new_searches_under_feed_load", "config"):
+        if isinstance(raw.get(extra), dict):
+            out[extra] = _without_samples(raw[extra])
     memory = raw.get("memory")
     if isinstance(memory, dict):
         out["memory"] = memory
@@ -156,4 +175,15 @@ def figures(m: dict[str, Any]) -> dict[str, Figure]:
         ax2.set(xlabel="offered requests/s", ylabel="requests/s", title="throughput")
         ax2.legend()
         figs["serving_api"] = fig
+    dists = bench.get("distributions", {})
+    if dists:
+        import numpy as np
+
+        fig, ax = new_figure(6, 3.6)
+        for rate, samples in dists.items():
+            v = np.sort(np.asarray(samples))
+            ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=f"{rate} req/s")
+        ax.set(xscale="log", xlabel="feed request latency (ms)", ylabel="share of requests", title="API latency CDF")
+        ax.legend(fontsize=8)
+        figs["serving_api_distribution"] = fig
     return figs

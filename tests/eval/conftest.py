@@ -26,7 +26,15 @@ FAST: dict[str, tuple[str, str, str]] = {
 # What the lead's `benchmarks/api_load.py --json-out` writes, with some parts left out on purpose.
 API_LOAD = {
     "rates": [
-        {"rate": 50, "p50_ms": 6.1, "p95_ms": 9.0, "p99_ms": 12.5, "throughput": 49.9, "errors": 0},
+        {
+            "rate": 50,
+            "p50_ms": 6.1,
+            "p95_ms": 9.0,
+            "p99_ms": 12.5,
+            "throughput": 49.9,
+            "errors": 0,
+            "latencies_ms": [5.0, 6.1, 6.3, 9.0, 12.5],
+        },
         {"rate": 200, "p50_ms": 8.2, "p95_ms": 15.1, "throughput": 198.0, "errors": 1},
     ],
     "memory": {"bytes_per_user": 812},

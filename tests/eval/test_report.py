@@ -112,7 +112,14 @@ def test_load_benchmark_layouts(tmp_path: Path) -> None:
     assert load_bench(tmp_path / "bad.json")[0] is None
     old = {
         "feed": [
-            {"rate": 50, "requests": 250, "errors": 0, "throughput": 49.9, "feed": {"p50": 5, "p95": 7, "p99": 9}}
+            {
+                "rate": 50,
+                "requests": 250,
+                "errors": 0,
+                "throughput": 49.9,
+                "feed": {"p50": 5, "p95": 7, "p99": 9},
+                "feed_latencies_ms": [4.0, 5.0, 9.0],
+            }
         ],
         "mixed_80_20": {"rate": 200},
         "ingestion": {"events_per_s": 900},
@@ -128,6 +135,7 @@ def test_load_benchmark_layouts(tmp_path: Path) -> None:
     }
     a, b = normalise(old), normalise(new)
     assert a["rates"] == b["rates"]
+    assert a["distributions"] == {"50": [4.0, 5.0, 9.0]} and "distributions" not in b
     assert a["memory"]["bytes_per_user"] == b["memory"]["bytes_per_user"] == 700
     for key in ("mixed", "ingest", "in_process_ms"):
         assert a[key] == b[key]
