@@ -108,39 +108,52 @@ def compute(
     history = math.log1p(ctx.clip_events)
     n_searches = float(len(ctx.searches))
     rows = np.zeros((len(idx), len(FEATURES)), dtype=np.float32)
-    for r, i in enumerate(idx):
-        topic, t1, creator = catalog.topic[i], catalog.tier1[i], catalog.creator[i]
-        a = ctx.topics.get(topic)
-        c = ctx.creators.get(creator)
-        own_intent = intent.get(topic, 0.0)
-        rows[r] = (
-            own_intent,
-            search.get(topic, 0.0),
-            doc.get(topic, 0.0),
-            watch.get(topic, 0.0),
-            skip.get(topic, 0.0),
-            engage.get(topic, 0.0),
-            math.log1p(a.skip) if a else 0.0,
-            t1_intent.get(t1, 0.0),
-            t1_intent.get(t1, 0.0) - own_intent,
-            t1_watch.get(t1, 0.0),
-            1.0 if own_intent > 0 else 0.0,
-            m.sim[r],
-            m.keyword[r],
-            m.sim_same_topic[r],
-            m.keyword_same_topic[r],
-            c.watch if c else 0.0,
-            c.skip if c else 0.0,
-            c.engage if c else 0.0,
-            c.follow if c else 0.0,
-            catalog.log_views[i],
-            catalog.quality[i],
-            catalog.age_days[i],
-            catalog.duration[i],
-            1.0 - abs(ctx.hangul - float(catalog.hangul[i])),
-            history,
-            n_searches,
-            float(req.hour),
-            float(DEVICES.get(req.device, 0)),
-        )
+    if not idx:
+        return rows
+    # The user's side of the topic and creator features is computed once per distinct (topic, tier-1)
+    # and creator among the candidates, then gathered: ~10x fewer dict lookups than per row.
+    keys = [(catalog.topic[i], catalog.tier1[i]) for i in idx]
+    topic_pos: dict[tuple[str, str], int] = {}
+    topic_rows: list[tuple[float, ...]] = []
+    for key in keys:
+        if key not in topic_pos:
+            topic, t1 = key
+            a = ctx.topics.get(topic)
+            own_intent = intent.get(topic, 0.0)
+            topic_pos[key] = len(topic_rows)
+            topic_rows.append(
+                (
+                    own_intent,
+                    search.get(topic, 0.0),
+                    doc.get(topic, 0.0),
+                    watch.get(topic, 0.0),
+                    skip.get(topic, 0.0),
+                    engage.get(topic, 0.0),
+                    math.log1p(a.skip) if a else 0.0,
+                    t1_intent.get(t1, 0.0),
+                    t1_intent.get(t1, 0.0) - own_intent,
+                    t1_watch.get(t1, 0.0),
+                    1.0 if own_intent > 0 else 0.0,
+                )
+            )
+    rows[:, 0:11] = np.asarray(topic_rows, dtype=np.float32)[[topic_pos[k] for k in keys]]
+    rows[:, 11] = m.sim
+    rows[:, 12] = m.keyword
+    rows[:, 13] = m.sim_same_topic
+    rows[:, 14] = m.keyword_same_topic
+    if ctx.creators:
+        for r, i in enumerate(idx):
+            c = ctx.creators.get(catalog.creator[i])
+            if c is not None:
+                rows[r, 15:19] = (c.watch, c.skip, c.engage, c.follow)
+    at = np.asarray(idx)
+    rows[:, 19] = catalog.log_views[at]
+    rows[:, 20] = catalog.quality[at]
+    rows[:, 21] = catalog.age_days[at]
+    rows[:, 22] = catalog.duration[at]
+    rows[:, 23] = 1.0 - np.abs(ctx.hangul - catalog.hangul[at].astype(np.float64))
+    rows[:, 24] = history
+    rows[:, 25] = n_searches
+    rows[:, 26] = float(req.hour)
+    rows[:, 27] = float(DEVICES.get(req.device, 0))
     return rows
