@@ -8,7 +8,7 @@ SEED   ?= 42
 # downloading a multi-GB CUDA build.
 CONSTRAINTS := constraints.txt
 
-.PHONY: install demo test test-fast bench lint clean classifier-model ranker-model teacher-model tagger-model
+.PHONY: install demo test test-fast bench eval lint clean classifier-model ranker-model teacher-model tagger-model
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,12 @@ classifier-model: install
 	$(VENV)/bin/clipfeed world build --out .cache/world-8 --seed 8 --quiet
 	$(VENV)/bin/clipfeed classifier train --world .cache/world-42 --dev-world .cache/world-8 \
 		--out classifier/shipped --seed 0
+
+# The offline evaluation of every stage, headless: .cache/eval-report/report.md, figures, metrics.json
+# (the same numbers as the notebooks in notebooks/; a few minutes on 2 cores, most of it the teacher LLM).
+eval: install
+	@test -f $(WORLD)/world.json || $(VENV)/bin/clipfeed world build --out $(WORLD) --seed $(SEED)
+	$(VENV)/bin/clipfeed eval report --world $(WORLD) --out .cache/eval-report
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -23,6 +23,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tqdm import tqdm
+
 from clipfeed.jsonl import read_gold
 from clipfeed.records import GoldRow
 from clipfeed.text import normalize
@@ -138,7 +140,7 @@ def evaluate_taggers(taggers: dict[str, Tagger], rows: Sequence[GoldRow], progre
     cost: dict[str, Any] = {}
     preds: dict[str, list[list[str]]] = {}
     gold = [r.tags for r in rows]
-    for name, t in taggers.items():
+    for name, t in tqdm(taggers.items(), desc="tagger: gold test split", unit="model", disable=not progress):
         t0 = time.perf_counter()
         m = evaluate_model(t.fn, rows)
         preds[name] = m.pop("predictions")
@@ -234,14 +236,17 @@ def magnetic_queries(shared_data: Path, n: int, seed: int = 0) -> list[str]:
     return rows[:n]
 
 
-def real_queries(taggers: dict[str, Tagger], shared_data: Path, n: int, seed: int = 0) -> dict[str, Any]:
+def real_queries(
+    taggers: dict[str, Tagger], shared_data: Path, n: int, seed: int = 0, progress: bool = False
+) -> dict[str, Any]:
     """Every model on real English web queries (no gold tags there): agreement, no-tag shares, examples."""
     queries = magnetic_queries(shared_data, n, seed)
     if not queries:
         why = "no queries asked for" if n <= 0 else f"{shared_data / 'magnetic_queries'} not present"
         return {"skipped": why}
     items = [QueryInput.of(q) for q in queries]
-    preds = {name: t.fn(items) for name, t in taggers.items()}
+    bar = tqdm(taggers.items(), desc="tagger: real queries", unit="model", disable=not progress)
+    preds = {name: t.fn(items) for name, t in bar}
     names = list(taggers)
     examples = random.Random(seed + 1).sample(range(len(queries)), min(12, len(queries)))
     return {
@@ -272,7 +277,7 @@ def run(
         **result,
         "errors": error_gallery(test, preds, first),
         "pattern_bias": pattern_bias(world, seed=seed),
-        "real_queries": real_queries(taggers, shared_data, n_real, seed),
+        "real_queries": real_queries(taggers, shared_data, n_real, seed, progress),
     }
 
 
