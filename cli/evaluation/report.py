@@ -233,7 +233,8 @@ def _serving_md(s: dict[str, Any]) -> str:
     lat = ip["latency"]
     lines = [
         "## Serving\n",
-        f"In process ({ip['users']} users, warm pass): p50 {lat.get('p50_ms', 0):.2f} ms, "
+        f"In process ({ip['users']} users, warm pass, pages of 20 with explanations): "
+        f"p50 {lat.get('p50_ms', 0):.2f} ms, "
         f"p95 {lat.get('p95_ms', 0):.2f} ms, p99 {lat.get('p99_ms', 0):.2f} ms per feed; a user's context is "
         f"{ip['context_bytes_per_user']['mean']:.0f} bytes as JSON on average.\n",
         f"Feed API: {s['load_benchmark_note']}.\n",

@@ -114,8 +114,9 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def in_process(stack: Stack, ranker: Ranker | None, users: int = 200, limit: int = 20) -> dict[str, Any]:
-    """Feed latency in this process for the first ``users`` users (a warm second pass is timed, as
-    a serving process would run), and the size of each user's context serialised as JSON."""
+    """Feed latency in this process for the first ``users`` users, as the API serves a page: 20 clips
+    with explanations and feature contributions (a warm second pass is timed, as a serving process
+    would run), and the size of each user's context serialised as JSON."""
     upd = ContextUpdater(stack.cfg.signals)
     builder = feed_builder(stack, ranker)
     ids = sorted(stack.world.users)[:users]
