@@ -176,3 +176,18 @@ def test_feature_contributions_on_request(client: TestClient) -> None:
     rich = client.get(f"/v1/users/{user}/feed?limit=3&features=true").json()["items"][0]["explanation"]
     assert "top_features" not in plain and plain["reason"].startswith("because you searched")
     assert len(rich["top_features"]) == 3
+
+
+def test_an_unhandled_error_is_a_bare_500_and_still_timed(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    services.limiter = RateLimiter(10_000, 10_000)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internal detail at /srv/models")
+
+    with TestClient(create_app(services, MemoryStore()), raise_server_exceptions=False) as c:
+        monkeypatch.setattr(services.builder, "build", broken)
+        r = c.get("/v1/users/boom-user/feed?limit=3")
+        assert r.status_code == 500 and r.json() == {"error": "internal error"}
+        assert "secret" not in r.text and "Traceback" not in r.text
+        metrics = c.get("/metrics").text
+    assert 'clipfeed_request_seconds_count{route="/v1/users/{user_id}/feed"}' in metrics
