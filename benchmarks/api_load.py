@@ -47,23 +47,63 @@ def pct(values: list[float], q: float) -> float:
     return round(values[min(len(values) - 1, int(q * len(values)))], 2) if values else float("nan")
 
 
-async def open_loop(client: httpx.AsyncClient, rate: float, seconds: float, make: Any) -> dict[str, Any]:
-    """Fires requests at a fixed rate regardless of responses (open loop) and records latencies."""
+class LeanClient:
+    """A minimal HTTP/1.1 keep-alive client over asyncio streams, used for the fixed-rate phases.
+
+    httpx's async client costs a few ms of CPU per request; on a 2-core machine that shares its
+    cores with the server it became the bottleneck of the measurement. This one writes a request
+    and reads one Content-Length response, nothing more (the server is our own, on loopback)."""
+
+    def __init__(self, host: str, port: int, max_connections: int = 256) -> None:
+        self.host, self.port = host, port
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.slots = asyncio.Semaphore(max_connections)
+
+    async def request(self, method: str, path: str, body: bytes = b"", headers: str = "") -> int:
+        async with self.slots:
+            conn = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
+            reader, writer = conn
+            head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{headers}"
+            if body:
+                head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            writer.write(head.encode() + b"\r\n" + body)
+            status_line = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            self.idle.append(conn)
+            return int(status_line.split()[1])
+
+    async def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+
+
+async def open_loop(client: LeanClient, rate: float, seconds: float, make: Any) -> dict[str, Any]:
+    """Fires requests at a fixed rate regardless of responses (open loop) and records latencies,
+    each from the moment it was due (so a late client does not hide queueing)."""
     lat: dict[str, list[float]] = {"feed": [], "events": []}
     errors = 0
+    statuses: dict[str, int] = {}
     tasks = []
+    auth = f"X-API-Key: {KEY}\r\n"
 
-    async def one(kind: str, method: str, url: str, body: Any) -> None:
+    async def one(due: float, kind: str, method: str, url: str, body: Any) -> None:
         nonlocal errors
-        t0 = time.perf_counter()
         try:
-            r = await (client.get(url) if method == "GET" else client.post(url, json=body, headers={"X-API-Key": KEY}))
-            if r.status_code >= 400:
-                errors += 1
-        except httpx.HTTPError:
+            payload = json.dumps(body).encode() if body is not None else b""
+            status = await client.request(method, url, payload, auth if method == "POST" else "")
+            errors += status >= 400
+            statuses[f"{kind} {status}"] = statuses.get(f"{kind} {status}", 0) + 1
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as e:
             errors += 1
-        lat[kind].append((time.perf_counter() - t0) * 1000)
+            statuses[type(e).__name__] = statuses.get(type(e).__name__, 0) + 1
+        lat[kind].append((time.perf_counter() - due) * 1000)
 
+    cpu0 = time.process_time()
     start = time.perf_counter()
     n = int(rate * seconds)
     for i in range(n):
@@ -71,10 +111,17 @@ async def open_loop(client: httpx.AsyncClient, rate: float, seconds: float, make
         delay = target - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(*make(i))))
+        tasks.append(asyncio.create_task(one(target, *make(i))))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
-    out: dict[str, Any] = {"rate": rate, "requests": n, "errors": errors, "throughput": round(n / elapsed, 1)}
+    out: dict[str, Any] = {
+        "rate": rate,
+        "requests": n,
+        "errors": errors,
+        "throughput": round(n / elapsed, 1),
+        "client_cpu_share": round((time.process_time() - cpu0) / elapsed, 3),  # of one core
+        "statuses": statuses,
+    }
     for kind, values in lat.items():
         if values:
             out[kind] = {"p50": pct(values, 0.5), "p95": pct(values, 0.95), "p99": pct(values, 0.99)}
@@ -94,6 +141,8 @@ def metric_values(text: str, name: str) -> dict[str, float]:
 
 async def run(base: str, users: list[str], clips: list[str], args: argparse.Namespace, sock: Path) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    host, port = base.removeprefix("http://").split(":")
+    lean = LeanClient(host, int(port))
     async with httpx.AsyncClient(base_url=base, timeout=10.0, limits=limits) as client:
         rng = random.Random(0)
         if args.tagger != "standin":
@@ -116,7 +165,7 @@ async def run(base: str, users: list[str], clips: list[str], args: argparse.Name
 
         results: dict[str, Any] = {"feed": []}
         for rate in args.rates:
-            results["feed"].append(await open_loop(client, rate, args.seconds, feed))
+            results["feed"].append(await open_loop(lean, rate, args.seconds, feed))
 
         def mixed(i: int) -> tuple[str, str, str, Any]:
             if rng.random() < 0.8:
@@ -131,21 +180,22 @@ async def run(base: str, users: list[str], clips: list[str], args: argparse.Name
             }
             return "events", "POST", "/v1/events", {"events": [ev]}
 
-        results["mixed_80_20"] = await open_loop(client, args.mixed_rate, args.seconds, mixed)
+        results["mixed_80_20"] = await open_loop(lean, args.mixed_rate, args.seconds, mixed)
 
         # New searches (never seen, so never cached) while feeds are served: feeds must not wait for
         # the tagger; searches past the worker's queue fall back to raw keywords.
+        nonce = f"r{time.time_ns() % 10**8}"
         words = ["여행", "맛집", "하이라이트", "리뷰", "브이로그", "tutorial", "recipe", "goal", "vlog", "review"]
 
         def searching(i: int) -> tuple[str, str, str, Any]:
             if i % 5:
                 return feed(i)
-            q = f"{rng.choice(words)} {rng.choice(words)} {i}"
+            q = f"{rng.choice(words)} {rng.choice(words)} {i} {nonce}"  # never tagged before, by any run
             ev = {"event_id": f"srch-{i}", "user_id": users[rng.randrange(300)], "ts": 1772850000 + i, "type": "search"}
             return "events", "POST", "/v1/events", {"events": [{**ev, "query": q}]}
 
         before = metric_values((await client.get("/metrics")).text, "clipfeed_searches_total")
-        phase = await open_loop(client, args.search_rate, args.seconds, searching)
+        phase = await open_loop(lean, args.search_rate, args.seconds, searching)
         await asyncio.sleep(2.0)  # let the worker finish what it still holds
         after = metric_values((await client.get("/metrics")).text, "clipfeed_searches_total")
         phase["searches_by_tag_source"] = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k)}
@@ -185,11 +235,17 @@ async def run(base: str, users: list[str], clips: list[str], args: argparse.Name
             sent += len(batch)
         await asyncio.gather(*pending)
         seconds = time.perf_counter() - t0
+        for _ in range(600):  # searches still with the tagger are folded in when it answers
+            depth = metric_values((await client.get("/metrics")).text, "clipfeed_tagger_queue_depth")
+            if not any(depth.values()):
+                break
+            await asyncio.sleep(0.5)
         check = rng.sample(range(n_users), 200)
         lost = 0
         for u in check:
             ctx = (await client.get(f"/v1/users/load{u}/context")).json()
             lost += int(ctx["clip_events"] != per_user - 1 or len(ctx["searches"]) != 1)
+        await lean.close()
         results["ingestion"] = {
             "events": sent,
             "seconds": round(seconds, 2),
