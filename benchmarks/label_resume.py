@@ -29,9 +29,9 @@ import sys, json
 sys.path.insert(0, {root!r})
 from pathlib import Path
 from cli.tagger import _gold, load_student
-from tagger.intent import StudentBackend
-from tagger.label import read_label_inputs, run_labeling
-from tagger.teacher import Teacher, TeacherConfig
+from tagger import StudentBackend
+from tagger import read_label_inputs, run_labeling
+from tagger import Teacher, TeacherConfig
 inputs = read_label_inputs({queries!r})
 teacher = Teacher(StudentBackend(load_student(None)), [r for r in _gold(None) if r.split == "train"],
                   TeacherConfig(shots=0, instructions=False, retries=1))

@@ -21,10 +21,7 @@ from pathlib import Path
 import torch
 
 from cli.tagger import _gold, build_teacher, load_student
-from tagger.evaluate import evaluate_model, side_by_side
-from tagger.label import read_label_inputs, run_labeling
-from tagger.metrics import agreement
-from tagger.types import QueryInput
+from tagger import QueryInput, agreement, evaluate_model, read_label_inputs, run_labeling, side_by_side
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

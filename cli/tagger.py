@@ -59,12 +59,11 @@ def build_teacher(
     model: str | None = None,
 ) -> Any:
     """A :class:`~tagger.teacher.Teacher` over the chosen backend, prompted as its adapter was trained."""
-    from tagger.gemma import pick_device, resolve_model_dir
-    from tagger.teacher import HFBackend, Teacher, TeacherConfig, load_teacher_config
+    from tagger import HFBackend, Teacher, TeacherConfig, load_teacher_config, pick_device, resolve_model_dir
 
     train = [r for r in gold if r.split == "train"]
     if teacher == "openai":
-        from tagger.openai_backend import OpenAIBackend
+        from tagger import OpenAIBackend
 
         if not base_url or not model:
             raise InputError("arguments", None, "--base-url/--model", "--teacher openai needs --base-url and --model")
@@ -82,8 +81,7 @@ def build_teacher(
 
 def load_student(student: Path | None, device: str = "cpu", persist: bool = False) -> Any:
     """The student (default: the shipped one); ``persist`` keeps its tag cache on disk across runs."""
-    from tagger.gemma import pick_device
-    from tagger.intent import StudentTagger
+    from tagger import StudentTagger, pick_device
 
     path = student or shipped("student")
     return StudentTagger.load(path, load_settings().cache_dir, pick_device(device), persist=persist)
@@ -109,7 +107,7 @@ def label_cmd(
     json_out: Json = False,
 ) -> None:
     """Label queries with the teacher (dedup, pattern caps, cached by content hash, resumable)."""
-    from tagger.label import read_label_inputs, run_labeling
+    from tagger import read_label_inputs, run_labeling
 
     inputs = read_label_inputs(queries, skip_invalid=skip_invalid)
     labeler = build_teacher(teacher, adapter, _gold(gold), device, batch_size, shots, base_url, model)
@@ -145,8 +143,7 @@ def train_teacher_cmd(
     json_out: Json = False,
 ) -> None:
     """LoRA-tune a local teacher on the gold train split (dev split for the loss report)."""
-    from tagger.gemma import pick_device, resolve_model_dir
-    from tagger.tuning import TEACHER_TRAIN, TUNED_TEACHER, train_teacher
+    from tagger import TEACHER_TRAIN, TUNED_TEACHER, pick_device, resolve_model_dir, train_teacher
 
     model_dir = resolve_model_dir(teacher, load_settings().cache_dir)
     cfg = TEACHER_TRAIN.model_copy(update={"epochs": epochs, "seed": seed})
@@ -157,7 +154,7 @@ def train_teacher_cmd(
 
 
 def _read_labels(path: Path) -> list[Any]:
-    from tagger.types import QueryInput, TeacherLabel
+    from tagger import QueryInput, TeacherLabel
 
     if path.is_dir():
         path = path / "labels.jsonl"
@@ -190,9 +187,8 @@ def distill_cmd(
     json_out: Json = False,
 ) -> None:
     """Train the student (trimmed vocabulary, fewer layers, LoRA) on teacher labels + gold train rows."""
+    from tagger import StudentConfig, pick_device, resolve_model_dir
     from tagger.distill import distill
-    from tagger.gemma import pick_device, resolve_model_dir
-    from tagger.student import StudentConfig
 
     try:
         layer_ids = None if layers == "all" else [int(x) for x in layers.split(",") if x.strip()]
@@ -231,7 +227,7 @@ def eval_cmd(
     json_out: Json = False,
 ) -> None:
     """Teacher and student side by side on the gold test split: F1, agreement, latency, size."""
-    from tagger.evaluate import dir_size_mb, evaluate_model, side_by_side
+    from tagger import dir_size_mb, evaluate_model, side_by_side
 
     rows = [r for r in _gold(gold) if r.split == split]
     if not rows:
@@ -279,12 +275,12 @@ def tag_cmd(
     json_out: Json = False,
 ) -> None:
     """Tag a query (or a file of queries) with the student."""
-    from tagger.format import check_query
+    from tagger import check_query
 
     if (query is None) == (file is None):
         raise InputError("arguments", None, "QUERY/--file", "give a QUERY or --file F (not both)")
     if file is not None:
-        from tagger.label import read_label_inputs
+        from tagger import read_label_inputs
 
         items = [i for i, _ in read_label_inputs(file)]
         queries, docs = [i.query for i in items], [list(i.docs) for i in items]
@@ -316,7 +312,7 @@ def serve_teacher_cmd(
     """Serve a local teacher over the OpenAI chat-completions protocol (for `--teacher openai` clients)."""
     import uvicorn
 
-    from tagger.openai_server import create_openai_app
+    from tagger import create_openai_app
 
     te = build_teacher(teacher, adapter, _gold(None), device, 16)
     stderr.print(f"serving {te.backend.name} at http://{host}:{port}/v1", highlight=False)

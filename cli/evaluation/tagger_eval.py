@@ -29,11 +29,7 @@ from clipfeed.jsonl import read_gold
 from clipfeed.records import GoldRow
 from clipfeed.text import normalize
 from recommender import QueryAsTagTagger
-from tagger.evaluate import evaluate_model
-from tagger.label import read_label_inputs
-from tagger.metrics import agreement, prf
-from tagger.patterns import PatternModel, cap_patterns
-from tagger.types import QueryInput
+from tagger import PatternModel, QueryInput, agreement, cap_patterns, evaluate_model, prf, read_label_inputs
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
