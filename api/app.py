@@ -38,7 +38,7 @@ from api.schemas import (
     TagsRequest,
     TagsResponse,
 )
-from api.services import Metrics, Services
+from api.services import Metrics, Services, single_threaded_blas
 from api.store import FeedStore, StoreUnavailable
 from api.tagging import Deferred, TaggingWorker, TagJob, Via
 from clipfeed.text import hangul_share
@@ -110,6 +110,7 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
             await store.put_tags(shared_tag_key(job.query, job.docs), json.dumps(tags_to_json(job.future.result())))
 
     settings = services.settings
+    single_threaded_blas()
     worker = TaggingWorker(
         services.tagging,
         max_queue=settings.tagger_queue_size,

@@ -266,10 +266,12 @@ async def run(base: str, users: list[str], clips: list[str], args: argparse.Name
 
 
 def in_process_feed_ms(world: Path) -> dict[str, float]:
+    from api.services import single_threaded_blas
     from cli.wiring import build_services
     from clipfeed.settings import Settings
     from recommender import UserContext
 
+    single_threaded_blas()  # as in the server
     svc = build_services(Settings(min_candidates=300), world)
     users = sorted(svc.world.users)[:300]
     ctxs = [svc.seed_context(u) for u in users]

@@ -191,3 +191,11 @@ def test_an_unhandled_error_is_a_bare_500_and_still_timed(services: Services, mo
         assert "secret" not in r.text and "Traceback" not in r.text
         metrics = c.get("/metrics").text
     assert 'clipfeed_request_seconds_count{route="/v1/users/{user_id}/feed"}' in metrics
+
+
+def test_the_serving_process_runs_openblas_single_threaded(services: Services) -> None:
+    from threadpoolctl import threadpool_info
+
+    create_app(services, MemoryStore())
+    pools = [p for p in threadpool_info() if p["internal_api"] == "openblas"]
+    assert pools and all(p["num_threads"] == 1 for p in pools)
