@@ -75,6 +75,8 @@ class CatalogIndex:
         self.incidence = sparse.csr_matrix(
             (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, len(self.token_col))
         )
+        # by column too: an overlap reads only the columns of the user's tag words (a few dozen)
+        self.incidence_csc = self.incidence.tocsc()
         self._aligned: dict[str, str] = {}
         self.encoder = encoder
         self.vectors: np.ndarray | None = None
@@ -160,10 +162,14 @@ class CatalogIndex:
                     norms[j] += idf
         if not vals:
             return np.zeros((len(idx), len(word_sets)), dtype=np.float32)
-        weights = sparse.csr_matrix(
-            (np.array(vals, dtype=np.float32), (rows, cols)), shape=(len(self.token_col), len(word_sets))
-        )
-        hits = (self.incidence[idx] @ weights).toarray()
+        # Only the word columns the tags use, dense: (clips x words)[idx] @ (words x tags).
+        words = sorted(set(rows))
+        pos = {c: k for k, c in enumerate(words)}
+        weights = np.zeros((len(words), len(word_sets)), dtype=np.float32)
+        for r, c, v in zip(rows, cols, vals, strict=True):
+            weights[pos[r], c] += v
+        columns = self.incidence_csc[:, words].toarray()
+        hits = columns[np.asarray(idx)] @ weights
         out: np.ndarray = hits / np.maximum(norms, 1e-9)
         return out
 
