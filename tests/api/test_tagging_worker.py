@@ -75,7 +75,7 @@ def test_a_slow_search_folds_in_later_and_feeds_never_wait(services: Services) -
         t0 = time.perf_counter()
         feed = c.get(f"/v1/users/{user}/feed?limit=5")
         assert feed.status_code == 200 and time.perf_counter() - t0 < 2.0  # the tagger is still blocked
-        assert 'clipfeed_tagger_queue_depth 1.0' in c.get("/metrics").text
+        assert "clipfeed_tagger_queue_depth 1.0" in c.get("/metrics").text
         tagger.gate.set()
         wait_for(lambda: c.get(f"/v1/users/{user}/context").json()["searches"])
         ctx = c.get(f"/v1/users/{user}/context").json()
