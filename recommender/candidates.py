@@ -45,8 +45,8 @@ def sibling_guard(ctx: UserContext, catalog: CatalogIndex) -> set[str]:
     related = {a for t in wanted for a in tax.ancestors(t)}
     return {
         t
-        for t in catalog.by_topic
-        if t in tax and t not in related and tax.tier1_of(t) in tier1s and not set(tax.ancestors(t)) & wanted
+        for t, (tier1, ancestors) in catalog.topic_lineage.items()
+        if t not in related and tier1 in tier1s and not ancestors & wanted
     }
 
 

@@ -66,6 +66,10 @@ class CatalogIndex:
         for lists in (self.by_topic, self.by_creator):
             for k in lists:
                 lists[k].sort(key=lambda i: -self.log_views[i])
+        # Each catalog topic's tier 1 and ancestors, computed once (the sibling guard reads them per feed).
+        self.topic_lineage: dict[str, tuple[str, frozenset[str]]] = {
+            t: (taxonomy.tier1_of(t), frozenset(taxonomy.ancestors(t))) for t in self.by_topic if t in taxonomy
+        }
         n = len(self.clips)
         self.idf = {t: math.log((n + 1) / (len(ix) + 1)) + 1.0 for t, ix in self.by_token.items()}
         # clip x token incidence (1 where the clip's text has the token), for vectorised overlaps
