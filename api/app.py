@@ -259,41 +259,52 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
         for n, ev in enumerate(batch.events):
             by_user.setdefault(ev.user_id, []).append((n, ev))
         ready, jobs = await resolve_searches(svc, st, batch.events)
-        try:
-            for user_id, items in by_user.items():
-                async with svc.lock(user_id):
-                    ctx = await load_context(svc, st, user_id)
-                    changed = False
-                    for n, ev in sorted(items, key=lambda x: x[1].epoch):
-                        if not await st.claim_event(ev.event_id):
-                            results[n] = EventResult(event_id=ev.event_id, status="duplicate")
-                            continue
-                        if ev.query is None:
-                            reason = apply(svc, ctx, ev)
-                            changed |= reason is None
-                            results[n] = EventResult(
-                                event_id=ev.event_id, status="rejected" if reason else "accepted", reason=reason
-                            )
-                            continue
-                        key = shared_tag_key(ev.query, [d.title for d in ev.clicked_docs])
-                        job = jobs.get(key)
-                        if key in ready:
-                            tags, via = ready[key]
-                        elif job is not None and job.future.done():
-                            tags, via = job.future.result(), job.via
-                        else:  # still being tagged: the worker folds it in when the tags arrive
-                            assert job is not None
-                            job.deferred.append(fold_later(svc, st, user_id, ev))
-                            svc.metrics.searches.labels("pending").inc()
-                            results[n] = EventResult(event_id=ev.event_id, status="accepted", tagging="pending")
-                            continue
-                        fold_search(svc, ctx, ev, tags, via)
-                        svc.metrics.searches.labels(via).inc()
-                        changed = True
-                        results[n] = EventResult(event_id=ev.event_id, status="accepted", tagging=via)
-                    if changed:
-                        await st.put_context(user_id, ctx.to_dict())
-        except StoreUnavailable:
+
+        lanes = asyncio.Semaphore(4)  # users of one batch in flight at once (each holds a pool connection)
+
+        async def ingest(user_id: str, items: list[tuple[int, EventIn]]) -> None:
+            async with lanes, svc.lock(user_id):
+                ctx = await load_context(svc, st, user_id)
+                changed = False
+                in_time = sorted(items, key=lambda x: x[1].epoch)
+                claims = await st.claim_events([ev.event_id for _, ev in in_time])  # one round trip
+                for (n, ev), fresh in zip(in_time, claims, strict=True):
+                    if not fresh:
+                        results[n] = EventResult(event_id=ev.event_id, status="duplicate")
+                        continue
+                    if ev.query is None:
+                        reason = apply(svc, ctx, ev)
+                        changed |= reason is None
+                        results[n] = EventResult(
+                            event_id=ev.event_id, status="rejected" if reason else "accepted", reason=reason
+                        )
+                        continue
+                    key = shared_tag_key(ev.query, [d.title for d in ev.clicked_docs])
+                    job = jobs.get(key)
+                    if key in ready:
+                        tags, via = ready[key]
+                    elif job is not None and job.future.done():
+                        tags, via = job.future.result(), job.via
+                    else:  # still being tagged: the worker folds it in when the tags arrive
+                        assert job is not None
+                        job.deferred.append(fold_later(svc, st, user_id, ev))
+                        svc.metrics.searches.labels("pending").inc()
+                        results[n] = EventResult(event_id=ev.event_id, status="accepted", tagging="pending")
+                        continue
+                    fold_search(svc, ctx, ev, tags, via)
+                    svc.metrics.searches.labels(via).inc()
+                    changed = True
+                    results[n] = EventResult(event_id=ev.event_id, status="accepted", tagging=via)
+                if changed:
+                    await st.put_context(user_id, ctx.to_dict())
+
+        # Users are independent: their store round trips overlap (each user's events stay in order
+        # under that user's lock).
+        outcomes = await asyncio.gather(*(ingest(u, items) for u, items in by_user.items()), return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures and not any(isinstance(f, StoreUnavailable) for f in failures):
+            raise failures[0]
+        if failures:
             svc.metrics.fallbacks.labels("events_rejected").inc()
             return JSONResponse(
                 {"error": "store unavailable: events were not accepted; retry later"},

@@ -28,6 +28,7 @@ class FeedStore(Protocol):
     async def get_context(self, user_id: str) -> dict[str, Any] | None: ...
     async def put_context(self, user_id: str, ctx: dict[str, Any]) -> None: ...
     async def claim_event(self, event_id: str) -> bool: ...
+    async def claim_events(self, event_ids: list[str]) -> list[bool]: ...
     async def add_served(self, user_id: str, session: str, clip_ids: list[str]) -> None: ...
     async def get_served(self, user_id: str, session: str) -> set[str]: ...
     async def get_tags(self, key: str) -> str | None: ...
@@ -81,6 +82,9 @@ class MemoryStore:
         self._set(key, 1, EVENT_TTL_S)
         return True
 
+    async def claim_events(self, event_ids: list[str]) -> list[bool]:
+        return [await self.claim_event(e) for e in event_ids]
+
     async def add_served(self, user_id: str, session: str, clip_ids: list[str]) -> None:
         key = _served_key(user_id, session)
         served: list[str] = list(self._get(key) or [])
@@ -110,7 +114,9 @@ class RedisStore:
         self.pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=pool_size,
-            timeout=timeout_s,
+            # Waiting for a free connection means load, not an outage: it may take longer than one
+            # call to Redis may (a dead Redis still fails fast on connect/read).
+            timeout=max(2.0, 4 * timeout_s),
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             decode_responses=True,
@@ -139,6 +145,14 @@ class RedisStore:
 
     async def claim_event(self, event_id: str) -> bool:
         return bool(await self._call(self.client.set(f"cf:event:{event_id}", 1, nx=True, ex=EVENT_TTL_S)))
+
+    async def claim_events(self, event_ids: list[str]) -> list[bool]:
+        """Claims several events in one round trip (a pipeline of SET NX); a repeated id in the
+        list is claimed once, by its first occurrence."""
+        pipe = self.client.pipeline(transaction=False)
+        for event_id in event_ids:
+            pipe.set(f"cf:event:{event_id}", 1, nx=True, ex=EVENT_TTL_S)
+        return [bool(r) for r in await self._call(pipe.execute())]
 
     async def add_served(self, user_id: str, session: str, clip_ids: list[str]) -> None:
         if not clip_ids:

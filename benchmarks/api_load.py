@@ -201,7 +201,18 @@ async def run(base: str, users: list[str], clips: list[str], args: argparse.Name
         phase["searches_by_tag_source"] = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k)}
         results["new_searches_under_feed_load"] = phase
 
-        # Ingestion: batches of 100 events over fresh users, as fast as the server takes them.
+        # Ingestion: batches of 100 events over fresh users, as fast as the server takes them; a 503
+        # (refused, nothing lost) is retried after its Retry-After, as a client would.
+        ingest_statuses: dict[int, int] = {}
+
+        async def post_batch(events: list[dict[str, Any]]) -> None:
+            for _ in range(10):
+                r = await client.post("/v1/events", json={"events": events}, headers={"X-API-Key": KEY})
+                ingest_statuses[r.status_code] = ingest_statuses.get(r.status_code, 0) + 1
+                if r.status_code != 503:
+                    return
+                await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+
         n_users, per_user = args.users, 5
         sent = 0
         t0 = time.perf_counter()
@@ -224,14 +235,14 @@ async def run(base: str, users: list[str], clips: list[str], args: argparse.Name
                     ev["clip_id"], ev["watch_ratio"] = rng.choice(clips), round(rng.random(), 2)
                 batch.append(ev)
                 if len(batch) == 100:
-                    pending.append(client.post("/v1/events", json={"events": batch}, headers={"X-API-Key": KEY}))
+                    pending.append(post_batch(batch))
                     sent += len(batch)
                     batch = []
                 if len(pending) == 8:
                     await asyncio.gather(*pending)
                     pending = []
         if batch:
-            pending.append(client.post("/v1/events", json={"events": batch}, headers={"X-API-Key": KEY}))
+            pending.append(post_batch(batch))
             sent += len(batch)
         await asyncio.gather(*pending)
         seconds = time.perf_counter() - t0
@@ -244,7 +255,10 @@ async def run(base: str, users: list[str], clips: list[str], args: argparse.Name
         lost = 0
         for u in check:
             ctx = (await client.get(f"/v1/users/load{u}/context")).json()
-            lost += int(ctx["clip_events"] != per_user - 1 or len(ctx["searches"]) != 1)
+            bad = ctx["clip_events"] != per_user - 1 or len(ctx["searches"]) != 1
+            lost += int(bad)
+            if bad and os.environ.get("API_LOAD_DEBUG"):
+                print("lost", u, ctx["clip_events"], ctx["searches"], file=sys.stderr)
         await lean.close()
         results["ingestion"] = {
             "events": sent,
@@ -252,6 +266,7 @@ async def run(base: str, users: list[str], clips: list[str], args: argparse.Name
             "events_per_s": round(sent / seconds),
             "users_checked": len(check),
             "users_with_lost_events": lost,
+            "batch_statuses": ingest_statuses,
         }
     r = redis.Redis(unix_socket_path=str(sock))
     ctx_keys = [k for k in r.scan_iter("cf:{load*}:ctx", count=1000)]

@@ -199,3 +199,24 @@ def test_the_serving_process_runs_openblas_single_threaded(services: Services) -
     create_app(services, MemoryStore())
     pools = [p for p in threadpool_info() if p["internal_api"] == "openblas"]
     assert pools and all(p["num_threads"] == 1 for p in pools)
+
+
+def test_a_batch_over_many_users_lands_whole_and_in_order(client: TestClient) -> None:
+    clips = [i["clip_id"] for i in client.get("/v1/users/batch-probe/feed?limit=4").json()["items"]]
+    users = [f"batch-{id(client)}-{k}" for k in range(12)]
+    events: list[dict[str, object]] = []
+    for k, user in enumerate(users):
+        events.append(search(f"b-{user}-s", user, ["손흥민 골", "오타니 홈런", "이과수 폭포"][k % 3], ts=1772700000))
+        for j, clip in enumerate(clips):
+            events.append(
+                {"event_id": f"b-{user}-{j}", "user_id": user, "ts": 1772700010 + j, "type": "skip", "clip_id": clip}
+            )
+    events.reverse()  # arrival order is not time order: each user's events are folded in time order
+    r = client.post("/v1/events", json={"events": events}, headers=KEY).json()
+    assert r["accepted"] == len(events) and [x["event_id"] for x in r["results"]] == [e["event_id"] for e in events]
+    for user in users:
+        ctx = client.get(f"/v1/users/{user}/context").json()
+        assert ctx["clip_events"] == len(clips) and len(ctx["searches"]) == 1
+        assert ctx["searches"][0]["ts"] == 1772700000  # folded before the later skips
+    again = client.post("/v1/events", json={"events": events}, headers=KEY).json()
+    assert again["duplicates"] == len(events)

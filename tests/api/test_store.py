@@ -53,6 +53,9 @@ def test_events_are_claimed_once(run: Callable[[Body], None]) -> None:
         eid = uid()
         assert await store.claim_event(eid) is True
         assert await store.claim_event(eid) is False
+        other, third = uid(), uid()
+        assert await store.claim_events([other, eid, other, third]) == [True, False, False, True]
+        assert await store.claim_events([]) == []
 
     run(body)
 
