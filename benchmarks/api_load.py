@@ -61,21 +61,39 @@ class LeanClient:
 
     async def request(self, method: str, path: str, body: bytes = b"", headers: str = "") -> int:
         async with self.slots:
-            conn = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
-            reader, writer = conn
-            head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{headers}"
-            if body:
-                head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            writer.write(head.encode() + b"\r\n" + body)
-            status_line = await reader.readline()
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                if name.lower() == b"content-length":
-                    length = int(value)
-            await reader.readexactly(length)
-            self.idle.append(conn)
-            return int(status_line.split()[1])
+            for attempt in range(2):
+                reused = bool(self.idle)
+                conn = self.idle.pop() if reused else await asyncio.open_connection(self.host, self.port)
+                try:
+                    status = await self._exchange(conn, method, path, body, headers)
+                except (ConnectionError, asyncio.IncompleteReadError):
+                    conn[1].close()
+                    if reused and attempt == 0:  # the server closed an idle keep-alive connection
+                        continue
+                    raise
+                self.idle.append(conn)
+                return status
+        raise AssertionError("unreachable")
+
+    async def _exchange(
+        self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], method: str, path: str, body: bytes, headers: str
+    ) -> int:
+        reader, writer = conn
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{headers}"
+        if body:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        writer.write(head.encode() + b"\r\n" + body)
+        await writer.drain()
+        status_line = await reader.readline()
+        if not status_line:
+            raise ConnectionResetError("connection closed by the server")
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        await reader.readexactly(length)
+        return int(status_line.split()[1])
 
     async def close(self) -> None:
         for _, writer in self.idle:
