@@ -37,6 +37,7 @@ bench: install
 	$(PY) benchmarks/label_resume.py
 	$(PY) benchmarks/classifier_real.py
 	$(PY) benchmarks/recommender_bench.py
+	$(PY) benchmarks/api_load.py --json-out .cache/bench/api_load.json
 
 # Reproduces the shipped topic model (classifier/shipped/) from two seeded worlds.
 classifier-model: install
