@@ -11,6 +11,8 @@ import time
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ClusterError, RedisClusterException
 
 CONTEXT_TTL_S = 30 * 86400
 EVENT_TTL_S = 7 * 86400
@@ -105,12 +107,32 @@ class MemoryStore:
         self.data.clear()
 
 
+CLUSTER_SCHEME = "redis+cluster://"
+
+
 class RedisStore:
-    """Redis behind one bounded async connection pool with connect/read timeouts."""
+    """Redis behind one bounded async connection pool with connect/read timeouts.
+
+    ``redis+cluster://HOST:PORT`` selects a Redis Cluster through redis-py's cluster client (any
+    node as the entry point); a user's keys share the hash tag ``{user}``, so they live in one slot.
+    """
 
     def __init__(
         self, url: str, pool_size: int = 32, timeout_s: float = 0.5, context_ttl_s: float = CONTEXT_TTL_S
     ) -> None:
+        self.context_ttl_s = context_ttl_s
+        self.cluster = url.startswith(CLUSTER_SCHEME)
+        self.pool: aioredis.BlockingConnectionPool | None = None
+        self.client: aioredis.Redis | RedisCluster
+        if self.cluster:
+            self.client = RedisCluster.from_url(
+                "redis://" + url.removeprefix(CLUSTER_SCHEME),
+                max_connections=pool_size,  # per node
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                decode_responses=True,
+            )
+            return
         self.pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=pool_size,
@@ -122,12 +144,11 @@ class RedisStore:
             decode_responses=True,
         )
         self.client = aioredis.Redis(connection_pool=self.pool)
-        self.context_ttl_s = context_ttl_s
 
     async def _call(self, coro: Any) -> Any:
         try:
             return await coro
-        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as e:
+        except (aioredis.ConnectionError, aioredis.TimeoutError, ClusterError, RedisClusterException, OSError) as e:
             raise StoreUnavailable(str(e)) from e
 
     async def ping(self) -> bool:
@@ -158,7 +179,7 @@ class RedisStore:
         if not clip_ids:
             return
         key = _served_key(user_id, session)
-        pipe = self.client.pipeline(transaction=True)
+        pipe = self.client.pipeline(transaction=not self.cluster)  # one key: atomic enough in a cluster
         pipe.rpush(key, *clip_ids)
         pipe.ltrim(key, -MAX_SERVED, -1)
         pipe.expire(key, SERVED_TTL_S)
@@ -176,4 +197,5 @@ class RedisStore:
 
     async def close(self) -> None:
         await self.client.aclose()
-        await self.pool.aclose()
+        if self.pool is not None:
+            await self.pool.aclose()

@@ -26,14 +26,18 @@ def search(eid: str, user: str, query: str, docs: tuple[str, ...] = (), ts: floa
     }
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=["memory", pytest.param("redis", marks=pytest.mark.redis), pytest.param("cluster", marks=pytest.mark.redis)]
+)
 def client(request: pytest.FixtureRequest, services: Services) -> Iterator[TestClient]:
     store: FeedStore
     if request.param == "memory":
         store = MemoryStore()
-    else:
+    elif request.param == "redis":
         server: EmbeddedRedis = request.getfixturevalue("embedded_redis")
         store = RedisStore(server.url, pool_size=4, timeout_s=1.0)
+    else:  # a real 3-master Redis Cluster (redis+cluster:// URL)
+        store = RedisStore(request.getfixturevalue("redis_cluster").url, pool_size=4, timeout_s=1.0)
     services.limiter = RateLimiter(10_000, 10_000)
     with TestClient(create_app(services, store)) as c:
         yield c

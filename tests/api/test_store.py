@@ -11,18 +11,26 @@ import redis
 
 from api.embedded import EmbeddedRedis
 from api.store import MAX_SERVED, FeedStore, MemoryStore, RedisStore
+from tests.api.conftest import LocalRedisCluster
 
 Body = Callable[[FeedStore], Awaitable[None]]
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=["memory", pytest.param("redis", marks=pytest.mark.redis), pytest.param("cluster", marks=pytest.mark.redis)]
+)
 def run(request: pytest.FixtureRequest) -> Callable[[Body], None]:
-    """Runs a test body against a fresh store inside one event loop (async pools are loop-bound)."""
-    server: EmbeddedRedis | None = request.getfixturevalue("embedded_redis") if request.param == "redis" else None
+    """Runs a test body against a fresh store inside one event loop (async pools are loop-bound):
+    in-memory, the embedded Redis, and a real 3-master Redis Cluster."""
+    url = None
+    if request.param == "redis":
+        url = request.getfixturevalue("embedded_redis").url
+    elif request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster").url
 
     def runner(body: Body) -> None:
         async def main() -> None:
-            store: FeedStore = MemoryStore() if server is None else RedisStore(server.url, 4, 1.0)
+            store: FeedStore = MemoryStore() if url is None else RedisStore(url, 4, 1.0)
             try:
                 await body(store)
             finally:
@@ -30,7 +38,8 @@ def run(request: pytest.FixtureRequest) -> Callable[[Body], None]:
 
         asyncio.run(main())
 
-    runner.server = server  # type: ignore[attr-defined]
+    runner.kind = request.param  # type: ignore[attr-defined]
+    runner.fixture = request  # type: ignore[attr-defined]
     return runner
 
 
@@ -84,7 +93,8 @@ def test_tag_cache(run: Callable[[Body], None]) -> None:
 
 
 def test_every_key_has_a_ttl(run: Callable[[Body], None]) -> None:
-    server: EmbeddedRedis | None = run.server  # type: ignore[attr-defined]
+    kind: str = run.kind  # type: ignore[attr-defined]
+    request: pytest.FixtureRequest = run.fixture  # type: ignore[attr-defined]
 
     async def body(store: FeedStore) -> None:
         user = uid()
@@ -95,11 +105,23 @@ def test_every_key_has_a_ttl(run: Callable[[Body], None]) -> None:
         if isinstance(store, MemoryStore):
             ttls = [store.ttl(k) for k in store.data]
             assert ttls and all(t is not None and t > 0 for t in ttls)
-        else:
-            assert server is not None
+        elif kind == "redis":
+            server: EmbeddedRedis = request.getfixturevalue("embedded_redis")
             client = redis.Redis(unix_socket_path=str(server.socket))
             keys = client.keys("cf:*")
             assert keys and all(client.ttl(k) > 0 for k in keys)
+        else:
+            cluster: LocalRedisCluster = request.getfixturevalue("redis_cluster")
+            keys_seen = 0
+            for port in cluster.ports:  # every master: keys spread over the slots
+                node = redis.Redis(port=port)
+                keys = node.keys("cf:*")
+                keys_seen += len(keys)
+                assert all(node.ttl(k) > 0 for k in keys)
+            assert keys_seen >= 4
+            # one user's keys share a slot: the hash tag {user}
+            slot = redis.Redis(port=cluster.ports[0]).cluster("keyslot", f"cf:{{{user}}}:ctx")
+            assert redis.Redis(port=cluster.ports[0]).cluster("keyslot", f"cf:{{{user}}}:served:s") == slot
 
     run(body)
 
