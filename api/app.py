@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.browse import browse_router
 from api.console import mount_console
+from api.deps import ApiKey, Store, Svc, UserId
 from api.schemas import (
     EventBatch,
     EventIn,
@@ -47,21 +48,6 @@ from recommender.feed import Feed, FeedItem
 
 API_VERSION = "v1"
 log = logging.getLogger("clipfeed.api")
-UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
-
-
-def get_services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
-
-
-def get_store(request: Request) -> FeedStore:
-    return request.app.state.store  # type: ignore[no-any-return]
-
-
-# FastAPI dependency aliases: one place says where services and the store come from.
-Svc = Annotated[Services, Depends(get_services)]
-Store = Annotated[FeedStore, Depends(get_store)]
-ApiKey = Annotated[str | None, Header(alias="X-API-Key", max_length=256)]
 
 
 def guard(write: bool) -> Callable[..., Awaitable[None]]:

@@ -14,20 +14,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, params
+from fastapi import APIRouter, HTTPException, Query, params
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from api.deps import Store, Svc, UserId
 from api.schemas import FeedItemOut, FeedResponse
 from api.services import Services
-from api.store import FeedStore, StoreUnavailable
+from api.store import StoreUnavailable
 from clipfeed.text import tokens
 from recommender import UserContext
 from recommender.evaluate import raw_keyword_ranking
 
 MAX_CLIP_IDS = 50
-ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
-UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=ID_PATTERN)]
 ClipIds = Annotated[
     str,
     Query(
@@ -37,18 +36,6 @@ ClipIds = Annotated[
         description=f"Comma-separated clip ids, at most {MAX_CLIP_IDS}.",
     ),
 ]
-
-
-def _services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
-
-
-def _store(request: Request) -> FeedStore:
-    return request.app.state.store  # type: ignore[no-any-return]
-
-
-Svc = Annotated[Services, Depends(_services)]
-Store = Annotated[FeedStore, Depends(_store)]
 
 
 class TopicName(BaseModel):
