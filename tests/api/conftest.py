@@ -137,3 +137,18 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRed
     cluster = LocalRedisCluster(tmp_path_factory.mktemp("cluster")).start()
     yield cluster
     cluster.stop()
+
+
+# Shared by the API tests: the write key of the `services` fixture and a search event.
+KEY = {"X-API-Key": "test-key"}
+
+
+def search(eid: str, user: str, query: str, docs: tuple[str, ...] = (), ts: float = 1772700000) -> dict[str, object]:
+    return {
+        "event_id": eid,
+        "user_id": user,
+        "ts": ts,
+        "type": "search",
+        "query": query,
+        "clicked_docs": [{"title": d} for d in docs],
+    }

@@ -11,19 +11,7 @@ from api import MemoryStore, create_app
 from api.browse import MAX_CLIP_IDS
 from api.services import RateLimiter, Services
 from recommender.evaluate import raw_keyword_ranking
-
-KEY = {"X-API-Key": "test-key"}
-
-
-def search(eid: str, user: str, query: str, docs: tuple[str, ...] = (), ts: float = 1772700000) -> dict[str, object]:
-    return {
-        "event_id": eid,
-        "user_id": user,
-        "ts": ts,
-        "type": "search",
-        "query": query,
-        "clicked_docs": [{"title": d} for d in docs],
-    }
+from tests.api.conftest import KEY, search
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ from api.embedded import EmbeddedRedis
 from api.services import Metrics, RateLimiter, Services
 from clipfeed.protocols import IntentTag
 from recommender import QueryAsTagTagger, SearchTagging
-
-KEY = {"X-API-Key": "test-key"}
+from tests.api.conftest import KEY, search
 
 
 class GatedTagger:
@@ -49,10 +48,6 @@ def with_tagger(services: Services, tagger: object, **settings: object) -> Servi
         locks={},
         settings=services.settings.model_copy(update={"tagger_wait_ms": 20.0, **settings}),
     )
-
-
-def search(eid: str, user: str, query: str) -> dict[str, object]:
-    return {"event_id": eid, "user_id": user, "ts": 1772700000, "type": "search", "query": query}
 
 
 def wait_for(check: object, seconds: float = 10.0) -> None:
