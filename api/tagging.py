@@ -131,15 +131,7 @@ class TaggingWorker:
             tags = None if failed else self.tagging.cache.get(SearchTagging.key(job.query, job.docs))
             if tags is None:
                 tags, job.via = self.tagging.raw_keywords(job.query, job.docs), "raw_keywords"
-            # Set the result and take the deferred list in one step (no await between): a request
-            # that registers after this sees the future done and folds the search in itself.
-            job.future.set_result(tags)
-            deferred, job.deferred = job.deferred, []
-            for fold in deferred:
-                try:
-                    await fold(tags, job.via)
-                except Exception:
-                    log.exception("could not fold a tagged search into its user's context")
+            await self._resolve(job, tags)
             self.pending.pop(SearchTagging.key(job.query, job.docs), None)
         self.on_depth(self.depth)
         if self.on_tagged is not None:
@@ -163,12 +155,19 @@ class TaggingWorker:
             await self.task
         for job in list(self.pending.values()):
             if not job.future.done():
-                tags = self.tagging.raw_keywords(job.query, job.docs)
                 job.via = "raw_keywords"
-                job.future.set_result(tags)
-                for fold in job.deferred:
-                    try:
-                        await fold(tags, job.via)
-                    except Exception:
-                        log.exception("could not fold a search into its user's context at shutdown")
+                await self._resolve(job, self.tagging.raw_keywords(job.query, job.docs))
         self.pending.clear()
+
+    @staticmethod
+    async def _resolve(job: TagJob, tags: SearchTags) -> None:
+        """Answers a job and folds its search into the context of every request that stopped waiting."""
+        # Set the result and take the deferred list in one step (no await between): a request that
+        # registers after this sees the future done and folds the search in itself.
+        job.future.set_result(tags)
+        deferred, job.deferred = job.deferred, []
+        for fold in deferred:
+            try:
+                await fold(tags, job.via)
+            except Exception:
+                log.exception("could not fold a tagged search into its user's context")

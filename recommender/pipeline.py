@@ -67,8 +67,9 @@ class SearchTagging:
         """The fallback when the tagger cannot answer in time: the query text itself as the tag (the
         raw-keyword approach), still through the topic filter; not cached, so the tagger's answer can
         replace it for the next search."""
-        alone = QueryAsTagTagger().tag_batch([query])[0]
-        both = QueryAsTagTagger().tag_batch([query], [list(docs)])[0] if docs else None
+        standin = QueryAsTagTagger()
+        alone = standin.tag_batch([query])[0]
+        both = standin.tag_batch([query], [list(docs)])[0] if docs else None
         search = self.topic_model.filter_tags(alone, query)
         alone_set = {t.tag for t in alone}
         doc = self.topic_model.filter_tags([t for t in both if t.tag not in alone_set], query) if both else []
