@@ -15,7 +15,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check -c $(CONSTRAINTS) torch==2.13.0
-	$(PIP) install -q --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test]'
+	$(PIP) install -q --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test,scale]'
 	touch $@
 
 # Builds the sample world (first run only), shows the topic filter and a cold-start feed, then serves
@@ -37,7 +37,10 @@ bench: install
 	$(PY) benchmarks/label_resume.py
 	$(PY) benchmarks/classifier_real.py
 	$(PY) benchmarks/recommender_bench.py
+	$(PY) benchmarks/ann_bench.py --json-out .cache/bench/ann.json
 	$(PY) benchmarks/api_load.py --json-out .cache/bench/api_load.json
+	$(PY) benchmarks/servelog_bench.py --json-out .cache/bench/servelog.json
+	$(PY) benchmarks/scale_bench.py --ms-per-query 10 --wait-ms-per-query 20 --json-out .cache/bench/scale.json
 
 # Reproduces the shipped topic model (classifier/shipped/) from two seeded worlds.
 classifier-model: install

@@ -39,11 +39,12 @@ from api.schemas import (
     TagsRequest,
     TagsResponse,
 )
+from api.servelog import ServedLog
 from api.services import Metrics, Services, single_threaded_blas
 from api.store import FeedStore, StoreUnavailable
 from api.tagging import Deferred, TaggingWorker, TagJob, Via
 from clipfeed.text import hangul_share
-from recommender import SearchTagging, SearchTags, UserContext, tags_from_json, tags_to_json
+from recommender import RequestContext, SearchTagging, SearchTags, UserContext, tags_from_json, tags_to_json
 from recommender.feed import Feed, FeedItem
 
 API_VERSION = "v1"
@@ -88,6 +89,22 @@ def shared_tag_key(query: str, docs: list[str]) -> str:
     return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
 
+def open_servelog(services: Services) -> ServedLog | None:
+    """The served-impression log of ``settings.servelog_dir`` (None when unset), its metrics wired."""
+    settings, m = services.settings, services.metrics
+    if settings.servelog_dir is None:
+        return None
+    slog = ServedLog(
+        settings.servelog_dir,
+        rotate_bytes=int(settings.servelog_rotate_mb * 2**20),
+        queue_size=settings.servelog_queue_size,
+        on_written=m.servelog_written.inc,
+        on_dropped=lambda reason, n: m.servelog_dropped.labels(reason).inc(n),
+    )
+    m.servelog_queue.set_function(lambda: slog.depth)
+    return slog
+
+
 def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], None] | None = None) -> FastAPI:
     """The app over ready services and a store (``clipfeed serve`` builds both; tests pass their own)."""
 
@@ -104,11 +121,14 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
         on_depth=services.metrics.tagger_queue.set,
         on_tagged=share_tags,
     )
+    servelog = open_servelog(services)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await worker.stop()  # queued searches are folded in before the store closes
+        if servelog is not None:  # after the last request: every served feed and event is on disk
+            await asyncio.to_thread(servelog.close)
         await store.close()
         if on_shutdown is not None:
             on_shutdown()
@@ -122,6 +142,7 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
     app.state.services = services
     app.state.store = store
     app.state.tagging_worker = worker
+    app.state.servelog = servelog
 
     Write = Depends(guard(write=True))
     Read = Depends(guard(write=False))
@@ -300,11 +321,46 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
         ordered = [results[n] for n in range(len(batch.events))]
         for r in ordered:
             svc.metrics.events.labels(r.status).inc()
+        if servelog is not None:
+            for ev, r in zip(batch.events, ordered, strict=True):
+                if r.status == "accepted":
+                    servelog.log_event(ev)
         return EventsResponse(
             accepted=sum(r.status == "accepted" for r in ordered),
             duplicates=sum(r.status == "duplicate" for r in ordered),
             rejected=sum(r.status == "rejected" for r in ordered),
             results=ordered,
+        )
+
+    def log_feed(
+        slog: ServedLog,
+        response: Response,
+        user_id: str,
+        arm: str,
+        session: str,
+        page: int,
+        ctx: UserContext,
+        feed: Feed,
+        req: RequestContext | None = None,
+    ) -> None:
+        """Queues the served page for the log (encoded in its writer thread); the request id goes
+        back in a header, so a client can quote it."""
+        request_id = secrets.token_hex(8)
+        response.headers["X-Clipfeed-Request-Id"] = request_id
+        req = req or RequestContext()
+        slog.log_feed(
+            request_id=request_id,
+            user_id=user_id,
+            arm=arm,
+            session=session,
+            page=page,
+            request={"hour": req.hour, "device": req.device},
+            history_len=ctx.clip_events,
+            candidates=feed.candidates,
+            clip_ids=[it.clip_id for it in feed.items],
+            scores=[it.score for it in feed.items],
+            x=feed.features,
+            complete=feed.complete_features if feed.pending is not None else None,  # in the writer thread
         )
 
     def popular(svc: Services, limit: int, exclude: set[str], reason: str) -> list[FeedItem]:
@@ -341,6 +397,8 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
             response.headers["X-Clipfeed-Fallback"] = "store-unavailable"
             reason = "store unavailable: popular clips"
             items = popular(svc, limit, set(), reason)
+            if servelog is not None:
+                log_feed(servelog, response, user_id, "fallback", session, page, UserContext(), Feed(items, reason))
             return FeedResponse(
                 user_id=user_id,
                 arm="fallback",
@@ -349,18 +407,29 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
                 fallback=reason,
             )
         feed: Feed
+        req = RequestContext()
         if arm == "popularity":
             feed = Feed(popular(svc, limit, served | set(ctx.seen), "experiment arm: popularity"))
         else:
             feed = svc.builder.build(
-                ctx, limit * (3 if arm == "shuffle" else 1), exclude=served, user_key=user_id, contributions=features
+                ctx,
+                limit * (3 if arm == "shuffle" else 1),
+                req,
+                exclude=served,
+                user_key=user_id,
+                contributions=features,
             )
             if arm == "shuffle":
-                random.Random(f"{user_id}:{session}:{page}").shuffle(feed.items)
-                feed.items = feed.items[:limit]
+                order = list(range(len(feed.items)))
+                random.Random(f"{user_id}:{session}:{page}").shuffle(order)
+                order = order[:limit]
+                feed.items = [feed.items[n] for n in order]
+                feed.features = feed.features[order] if feed.features is not None else None
         if feed.fallback:
             svc.metrics.fallbacks.labels("feed_no_context").inc()
         svc.metrics.arms.labels(arm).inc()
+        if servelog is not None:
+            log_feed(servelog, response, user_id, arm, session, page, ctx, feed, req)
         ids = [it.clip_id for it in feed.items]
         try:
             await st.add_served(user_id, session, ids)

@@ -58,6 +58,18 @@ class Metrics:
         self.tagger_queue = Gauge(
             "clipfeed_tagger_queue_depth", "Searches waiting for the tagger", registry=self.registry
         )
+        self.servelog_written = Counter(
+            "clipfeed_servelog_written_total", "Served-impression log records written", registry=self.registry
+        )
+        self.servelog_dropped = Counter(
+            "clipfeed_servelog_dropped_total",
+            "Served-impression log records dropped (queue full: back-pressure; closed; write error)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.servelog_queue = Gauge(
+            "clipfeed_servelog_queue_depth", "Log records waiting for the writer thread", registry=self.registry
+        )
 
 
 class RateLimiter:

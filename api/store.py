@@ -29,6 +29,7 @@ class FeedStore(Protocol):
     async def ping(self) -> bool: ...
     async def get_context(self, user_id: str) -> dict[str, Any] | None: ...
     async def put_context(self, user_id: str, ctx: dict[str, Any]) -> None: ...
+    async def put_contexts(self, items: list[tuple[str, dict[str, Any]]], only_new: bool = False) -> list[bool]: ...
     async def claim_event(self, event_id: str) -> bool: ...
     async def claim_events(self, event_ids: list[str]) -> list[bool]: ...
     async def add_served(self, user_id: str, session: str, clip_ids: list[str]) -> None: ...
@@ -76,6 +77,15 @@ class MemoryStore:
 
     async def put_context(self, user_id: str, ctx: dict[str, Any]) -> None:
         self._set(_ctx_key(user_id), json.dumps(ctx), self.context_ttl_s)
+
+    async def put_contexts(self, items: list[tuple[str, dict[str, Any]]], only_new: bool = False) -> list[bool]:
+        written = []
+        for user_id, ctx in items:
+            fresh = not only_new or self._get(_ctx_key(user_id)) is None
+            if fresh:
+                self._set(_ctx_key(user_id), json.dumps(ctx), self.context_ttl_s)
+            written.append(fresh)
+        return written
 
     async def claim_event(self, event_id: str) -> bool:
         key = f"cf:event:{event_id}"
@@ -163,6 +173,17 @@ class RedisStore:
 
     async def put_context(self, user_id: str, ctx: dict[str, Any]) -> None:
         await self._call(self.client.set(_ctx_key(user_id), json.dumps(ctx), ex=int(self.context_ttl_s)))
+
+    async def put_contexts(self, items: list[tuple[str, dict[str, Any]]], only_new: bool = False) -> list[bool]:
+        """Writes many contexts in one pipelined round trip (one per node in a cluster: redis-py splits
+        the pipeline by slot); with ``only_new`` a user who has a context keeps it (``SET NX``).
+        Returns which were written (the offline context job, ``clipfeed world contexts``)."""
+        if not items:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for user_id, ctx in items:
+            pipe.set(_ctx_key(user_id), json.dumps(ctx), ex=int(self.context_ttl_s), nx=only_new)
+        return [bool(r) for r in await self._call(pipe.execute())]
 
     async def claim_event(self, event_id: str) -> bool:
         return bool(await self._call(self.client.set(f"cf:event:{event_id}", 1, nx=True, ex=EVENT_TTL_S)))

@@ -1,4 +1,4 @@
-"""``clipfeed bench api|tagger|classifier|ranker``: runs the measuring scripts in ``benchmarks/``.
+"""``clipfeed bench api|tagger|classifier|ranker|ann|servelog|scale``: runs the measuring scripts in ``benchmarks/``.
 
 The scripts live in the repository (they build worlds and servers of their own and print figures,
 not pass/fail); this group finds them from a checkout and passes any further arguments through, e.g.
@@ -20,6 +20,12 @@ SCRIPTS = {
     "tagger": ("tagger_bench.py", "Teacher vs student: quality, latency, CPU time, throughput."),
     "classifier": ("classifier_real.py", "Topic classifier on real data (Magnetic, YNAT) against baselines."),
     "ranker": ("recommender_bench.py", "Offline feed quality, real-time response, speed, generality."),
+    "servelog": (
+        "servelog_bench.py",
+        "Served-impression log: training from it vs offline, feed latency with logging off/on, clean restart.",
+    ),
+    "scale": ("scale_bench.py", "Local vs Ray (1 and 2 workers): tagging and ranker-training throughput."),
+    "ann": ("ann_bench.py", "ANN index (HNSW) on 1 M clip vectors: recall@100 against exact search, latency, build."),
 }
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 

@@ -8,10 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.output import emit_json, stdout
-from cli.wiring import feed_builder, load_ranker, load_stack, train_ranker
-from clipfeed.errors import InputError
-from recommender import ContextUpdater, RequestContext, UserContext, evaluate, replay
+from cli import ann
+from cli.output import emit_json, stderr, stdout
+from cli.scale import Address, Engine, Workers, use_ray
+from cli.wiring import content_ranker, feed_builder, hybrid_curve, load_ranker, load_stack, train_ranker
+from clipfeed.errors import ClipfeedError, InputError
+from recommender import ContextUpdater, RecommenderConfig, RequestContext, UserContext, evaluate, replay
+from recommender.from_log import train_from_log
 
 app = typer.Typer(
     help="LightGBM LambdaRank ranker: train on a world's logged sessions, evaluate offline.", no_args_is_help=True
@@ -25,19 +28,45 @@ Classifier = Annotated[Path | None, typer.Option("--classifier", help="Topic mod
 
 @app.command("train")
 def train_cmd(
-    world: World,
     out: Annotated[Path, typer.Option("--out", help="Directory for the model.")],
+    world: Annotated[Path | None, typer.Option("--world", help="World directory (see `clipfeed world build`).")] = None,
     seed: Annotated[int, typer.Option(help="LightGBM seed.")] = 0,
     classifier: Classifier = None,
     skip_invalid: SkipInvalid = False,
     json_out: Json = False,
+    from_log: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-log",
+            help="Train on a served-impression log directory (CLIPFEED_SERVELOG_DIR) instead of a world: "
+            "the features as served, one group per served feed, positions for position-bias handling "
+            "(binds the collaborative model of --model, the ranker that served it; default: shipped).",
+        ),
+    ] = None,
+    model: Model = None,
+    engine: Engine = "local",
+    address: Address = None,
+    workers: Workers = None,
 ) -> None:
     """Train LambdaRank on impressions graded by reaction (engaged 3, meaningful watch 2, watch 1, skip 0),
-    time-split (sessions after day 21 validate), with early stopping."""
+    time-split (sessions after day 21 validate, or the latest fifth of a log's feeds), with early stopping."""
+    if from_log is not None:
+        if world is not None:
+            raise ClipfeedError("--world and --from-log exclude each other: train on a world or on a served log")
+        _train_from_log(from_log, out, seed, model, json_out)
+        return
+    if world is None:
+        raise ClipfeedError("give --world DIR (a world's logged sessions) or --from-log DIR (a served-impression log)")
     t0 = time.perf_counter()
-    stack = load_stack(world, skip_invalid, classifier, progress=not json_out)
-    cfg = stack.cfg.model_copy(update={"ranker": stack.cfg.ranker.model_copy(update={"seed": seed})})
-    ranker, timing = train_ranker(stack, cfg, progress=not json_out)
+    if use_ray(engine):  # features on Ray actors, LightGBM data-parallel on Ray Train (cli/scale.py)
+        from cli.scale import train_on_ray
+
+        ray = {"workers": workers, "address": address}
+        ranker, timing = train_on_ray(world, seed, classifier, skip_invalid, not json_out, **ray)
+    else:
+        stack = load_stack(world, skip_invalid, classifier, progress=not json_out)
+        cfg = stack.cfg.model_copy(update={"ranker": stack.cfg.ranker.model_copy(update={"seed": seed})})
+        ranker, timing = train_ranker(stack, cfg, progress=not json_out)
     ranker.meta["seconds_features"] = timing["feature_seconds"]
     ranker.meta["seconds_total"] = round(time.perf_counter() - t0, 2)
     ranker.meta["world"] = str(world)
@@ -60,6 +89,32 @@ def train_cmd(
         stdout.print(f"ranker written to {out}: " + ", ".join(f"{k}={v}" for k, v in summary.items()), highlight=False)
 
 
+def _train_from_log(from_log: Path, out: Path, seed: int, model: Path | None, json_out: bool) -> None:
+    """``ranker train --from-log``: no world replay, the rows as the API served them."""
+    t0 = time.perf_counter()
+    try:  # the ranker that served the log: its collaborative model is kept with the new one
+        served = load_ranker(model)
+    except ClipfeedError as e:
+        if model is not None:
+            raise
+        # A shipped ranker of another feature schema cannot have served a log of this code version.
+        stderr.print(f"warning: no collaborative model bound ({e})", highlight=False)
+        served = None
+    cfg = RecommenderConfig()
+    cfg = cfg.model_copy(update={"ranker": cfg.ranker.model_copy(update={"seed": seed})})
+    ranker, lt = train_from_log(from_log, cfg, served.collab if served is not None else None)
+    if lt.read.torn_lines:
+        stderr.print(f"warning: {lt.read.torn_lines} torn last line(s) skipped in {from_log}", highlight=False)
+    ranker.meta["seconds_total"] = round(time.perf_counter() - t0, 2)
+    ranker.save(out)
+    keys = ("train_rows", "train_groups", "valid_groups", "best_iteration", "valid_ndcg@10", "log_feeds")
+    summary = {k: ranker.meta[k] for k in (*keys, "events_joined", "feeds_skipped", "position_bias", "seconds_total")}
+    if json_out:
+        emit_json({"out": str(out), **summary})
+    else:
+        stdout.print(f"ranker written to {out}: " + ", ".join(f"{k}={v}" for k, v in summary.items()), highlight=False)
+
+
 @app.command("eval")
 def eval_cmd(
     world: World,
@@ -67,24 +122,34 @@ def eval_cmd(
     max_users: Annotated[
         int | None, typer.Option("--max-users", min=1, help="Evaluate at most this many users per population.")
     ] = None,
+    curve: Annotated[
+        bool, typer.Option("--curve/--no-curve", help="NDCG@10 by prior clip events (0, 1-4, 5-20, 20+).")
+    ] = True,
     classifier: Classifier = None,
     skip_invalid: SkipInvalid = False,
     json_out: Json = False,
 ) -> None:
     """NDCG@10, MAP@10, Recall@50, coverage, diversity, novelty and topic-leak rate for cold-start and
-    warm users, for every baseline and the full system in the same run."""
+    warm users, for every baseline and the full system in the same run (``cf``: collaborative only;
+    ``content``: the full system trained without collaborative signals; ``full``: the hybrid), and
+    the hand-over from cold to warm: NDCG@10 by the number of prior clip events."""
     stack = load_stack(world, skip_invalid, classifier, progress=not json_out)
     if not (world / "truth" / "users.jsonl").exists():
         raise InputError(world / "truth", None, None, "offline evaluation needs the world's truth/ folder")
+    ranker = load_ranker(model)
+    content = content_ranker(stack, ranker)  # the hybrid's content-only twin, trained here (seconds)
     results = evaluate(
         stack.world,
         stack.catalog,
         stack.tagging,
-        load_ranker(model),
+        ranker,
         stack.cfg,
         max_users=max_users,
         progress=not json_out,
+        content_ranker=content,
     )
+    if curve:
+        results["history_curve"] = hybrid_curve(stack, ranker, content, max_users, progress=not json_out)
     if json_out:
         emit_json(results)
         return
@@ -97,6 +162,12 @@ def eval_cmd(
                 f"diversity={m['diversity']:.3f} novelty={m['novelty']:.2f}",
                 highlight=False,
             )
+    curve_rows = results.get("history_curve") or {}
+    if curve_rows:
+        stdout.print("[bold]NDCG@10 by prior clip events[/] (held-out warm users)", highlight=False)
+        for bucket, systems in curve_rows.items():
+            cells = " ".join(f"{s}={v['mean']:.3f}" for s, v in systems.items())
+            stdout.print(f"  {bucket:5s} users={next(iter(systems.values()))['users']:4d} {cells}", highlight=False)
 
 
 def feed_cmd(
@@ -150,3 +221,6 @@ def feed_cmd(
                 stdout.print(
                     "      " + ", ".join(f"{f['feature']} {f['contribution']:+.2f}" for f in feats), highlight=False
                 )
+
+
+app.command("index")(ann.index_cmd)

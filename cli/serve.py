@@ -88,6 +88,8 @@ def serve_cmd(
         f"world: {world_dir} ({len(services.catalog.ids)} clips)",
         highlight=False,
     )
+    if settings.servelog_dir is not None:
+        stdout.print(f"served-impression log: {settings.servelog_dir} (see docs/loop.md)", highlight=False)
     keys = settings.api_key_list
     stdout.print(
         "Example requests:" + ("" if keys else " (no CLIPFEED_API_KEYS set: writes are open)"), highlight=False

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.output import emit_json, stderr, stdout
+from cli.scale import Address, Engine, Workers, use_ray
 from clipfeed.errors import ClipfeedError, InputError
 from clipfeed.jsonl import read_gold
 from clipfeed.records import GoldRow
@@ -104,24 +105,37 @@ def label_cmd(
     seed: int = 0,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip bad lines (reported).")] = False,
     device: Device = "auto",
+    engine: Engine = "local",
+    address: Address = None,
+    workers: Workers = None,
     json_out: Json = False,
 ) -> None:
-    """Label queries with the teacher (dedup, pattern caps, cached by content hash, resumable)."""
+    """Label queries with the teacher (dedup, pattern caps, cached by content hash, resumable);
+    --engine ray labels on a Ray cluster (--queries may then be a directory of JSONL/Parquet shards)."""
     from tagger import read_label_inputs, run_labeling
 
-    inputs = read_label_inputs(queries, skip_invalid=skip_invalid)
-    labeler = build_teacher(teacher, adapter, _gold(gold), device, batch_size, shots, base_url, model)
-    report = run_labeling(
-        inputs,
-        labeler,
-        out,
-        batch_size=batch_size,
-        pattern_cap=pattern_cap,
-        max_share=max_share,
-        seed=seed,
-        limit=limit,
-        progress=not json_out,
-    ).to_dict()
+    if use_ray(engine):
+        from cli.scale import label_on_ray
+
+        args = (teacher, adapter, _gold(gold), device, batch_size, shots, base_url, model)
+        job = {"batch_size": batch_size, "pattern_cap": pattern_cap, "max_share": max_share, "seed": seed}
+        job |= {"limit": limit, "progress": not json_out}
+        ray = {"skip_invalid": skip_invalid, "workers": workers, "address": address}
+        report = label_on_ray(queries, out, args, job, **ray).to_dict()
+    else:
+        inputs = read_label_inputs(queries, skip_invalid=skip_invalid)
+        labeler = build_teacher(teacher, adapter, _gold(gold), device, batch_size, shots, base_url, model)
+        report = run_labeling(
+            inputs,
+            labeler,
+            out,
+            batch_size=batch_size,
+            pattern_cap=pattern_cap,
+            max_share=max_share,
+            seed=seed,
+            limit=limit,
+            progress=not json_out,
+        ).to_dict()
     if json_out:
         emit_json(report)
     else:
@@ -272,13 +286,31 @@ def tag_cmd(
     file: Annotated[Path | None, typer.Option("--file", help="JSONL lines {query, docs}; one result a line.")] = None,
     student: StudentOpt = None,
     device: Device = "cpu",
+    engine: Engine = "local",
+    address: Address = None,
+    workers: Workers = None,
+    out: Annotated[Path | None, typer.Option("--out", help="--engine ray: directory for the tags.")] = None,
     json_out: Json = False,
 ) -> None:
-    """Tag a query (or a file of queries) with the student."""
+    """Tag a query (or a file of queries) with the student; --engine ray tags a file (or a directory
+    of shards) on a Ray cluster into --out (tags.jsonl, Parquet shards, a resumable cache)."""
     from tagger import check_query
 
     if (query is None) == (file is None):
         raise InputError("arguments", None, "QUERY/--file", "give a QUERY or --file F (not both)")
+    if use_ray(engine):
+        from cli.scale import tag_on_ray
+
+        if file is None:
+            raise InputError("arguments", None, "--file", "--engine ray tags a file: give --file F")
+        summary = tag_on_ray(file, out, student, device, workers=workers, address=address, progress=not json_out)
+        if json_out:
+            emit_json(summary)
+        else:
+            stdout.print(
+                f"tagged {summary['tagged_now']} new, {summary['from_cache']} from cache → {out}", highlight=False
+            )
+        return
     if file is not None:
         from tagger import read_label_inputs
 

@@ -83,3 +83,12 @@ def validate(
         stdout.print(f"{world}: {verdict}", highlight=False)
     if not ok:
         raise typer.Exit(1)
+
+
+def _register_contexts() -> None:
+    from cli.scale import contexts_cmd
+
+    app.command("contexts")(contexts_cmd)
+
+
+_register_contexts()

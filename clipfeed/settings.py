@@ -107,6 +107,9 @@ class Settings(BaseSettings):
         description="Intent tagger for feeds: standin (query text as tags), student, or auto (student if shipped).",
     )
     min_candidates: int = Field(default=100, ge=1, le=2000, description="Candidates ranked per feed, at least.")
+    ann_dir: Path | None = Field(
+        default=None, description="ANN index built by `clipfeed ranker index`; unset = exact search."
+    )
     tagger_queue_size: int = Field(
         default=256, ge=1, le=100_000, description="Distinct searches waiting for the tagger; beyond: raw keywords."
     )
@@ -116,6 +119,15 @@ class Settings(BaseSettings):
         ge=0,
         le=10_000,
         description="How long an events request waits for its searches' tags before the worker folds them in later.",
+    )
+    servelog_dir: Path | None = Field(
+        default=None,
+        description="Served-impression log: every served feed (features as served) and accepted event, "
+        "as rotating JSONL files here; unset = off.",
+    )
+    servelog_rotate_mb: float = Field(default=64.0, gt=0, le=100_000, description="Rotate a log file past this size.")
+    servelog_queue_size: int = Field(
+        default=10_000, ge=1, le=10_000_000, description="Log records waiting for the writer; beyond: dropped, counted."
     )
 
     @classmethod

@@ -17,7 +17,7 @@ from recommender.pipeline import (
     tags_from_json,
     tags_to_json,
 )
-from recommender.ranker import Ranker, build_training
+from recommender.ranker import Ranker, TrainingData, build_training
 from recommender.signals import ContextUpdater, UserContext
 from recommender.standin import QueryAsTagTagger
 
@@ -36,6 +36,7 @@ __all__ = [
     "RequestContext",
     "SearchTagging",
     "SearchTags",
+    "TrainingData",
     "UserContext",
     "WorldData",
     "build_training",

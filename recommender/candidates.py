@@ -12,10 +12,11 @@ import numpy as np
 
 from clipfeed.text import tokens
 from recommender.catalog import CatalogIndex
+from recommender.collab import CollabModel
 from recommender.config import CandidateConfig
 from recommender.signals import UserContext
 
-SOURCES = ("topic", "watch_topic", "embedding", "keyword", "creator", "popular")
+SOURCES = ("topic", "watch_topic", "embedding", "keyword", "creator", "coengage", "factor", "popular")
 
 
 @dataclass
@@ -72,7 +73,12 @@ class TagVectorCache:
 
 
 def generate(
-    ctx: UserContext, catalog: CatalogIndex, cfg: CandidateConfig, vectors: TagVectorCache, use_topics: bool = True
+    ctx: UserContext,
+    catalog: CatalogIndex,
+    cfg: CandidateConfig,
+    vectors: TagVectorCache,
+    use_topics: bool = True,
+    collab: CollabModel | None = None,
 ) -> Candidates:
     seen = set(ctx.seen)
     out = Candidates()
@@ -101,7 +107,26 @@ def generate(
     tags = list(ctx.tags)
     if tags:
         vecs = vectors.get(tags)
-        if len(vecs) and catalog.vectors is not None:
+        if len(vecs) and catalog.ann is not None:
+            # each tag's nearest clips from the ANN index, merged per clip by its best tag: the merged
+            # top embedding_top + |seen| are the exact branch's (a clip missing from a tag's list scores
+            # below all of that list, so below this many clips), up to the index's recall
+            want = cfg.embedding_top + len(seen)
+            found, scores = catalog.ann.knn(vecs, want)
+            best_sim: dict[int, tuple[float, int]] = {}
+            for t, (cids, row) in enumerate(zip(found, scores, strict=True)):
+                for cid, s in zip(cids, row.tolist(), strict=True):
+                    row_of = catalog.pos.get(cid)
+                    if row_of is not None and (row_of not in best_sim or s > best_sim[row_of][0]):
+                        best_sim[row_of] = (s, t)
+            n = 0
+            for i, (s, t) in sorted(best_sim.items(), key=lambda kv: (-kv[1][0], kv[0]))[:want]:
+                out.tag_sim[i] = s
+                out.best_tag[i] = tags[t]
+                if ok(i) and n < cfg.embedding_top:
+                    out.add(i, "embedding", s, prelim)
+                    n += 1
+        elif len(vecs) and catalog.vectors is not None:
             sims = catalog.vectors @ vecs.T
             best = sims.argmax(axis=1)
             top = sims.max(axis=1)
@@ -127,6 +152,16 @@ def generate(
             for i in catalog.by_creator.get(creator, [])[:10]:
                 if ok(i):
                     out.add(i, "creator", 0.5 + aff.follow, prelim)
+    if collab is not None and ctx.liked:
+        # Warm users only: clips co-engaged with theirs, and the factor model's top clips.
+        for source, ranked in collab.candidates(ctx.liked, collab.cfg.candidates + len(seen)).items():
+            top = max((s for _, s in ranked), default=0.0)
+            n = 0
+            for cid, s in ranked:
+                j = catalog.pos.get(cid)
+                if j is not None and ok(j) and n < collab.cfg.candidates:
+                    out.add(j, source, s / top if top > 0 else 0.0, prelim)
+                    n += 1
     if len(out.index) > cfg.max_candidates:
         keep = sorted(out.index, key=lambda i: -prelim[i])[: cfg.max_candidates]
         keep_set = set(keep)

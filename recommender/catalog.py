@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import sparse
@@ -17,6 +18,9 @@ from clipfeed.records import Clip, Event
 from clipfeed.taxonomy import Taxonomy
 from clipfeed.text import hangul_share, tokens
 from recommender.signals import TOPIC_SIGNALS, TopicAffinity, UserContext
+
+if TYPE_CHECKING:
+    from recommender.ann import ClipVectorIndex
 
 
 @dataclass
@@ -86,6 +90,38 @@ class CatalogIndex:
         self.vectors: np.ndarray | None = None
         if encoder is not None:
             self.vectors = encoder.encode([f"{c.title} {' '.join(c.tags)}" for c in self.clips])
+        # approximate search over ``vectors`` for the embedding candidates (None: exact search); see attach_ann
+        self.ann: ClipVectorIndex | None = None
+
+    def attach_ann(self, index: ClipVectorIndex) -> None:
+        """Serve the embedding candidates from ``index`` (built from this catalog's text vectors by
+        ``clipfeed ranker index``) instead of a scan of every clip; it must hold exactly these clips."""
+        if self.vectors is None:
+            raise ClipfeedError("the catalog has no text vectors (no encoder): an ANN index has nothing to replace")
+        if index.dim != self.vectors.shape[1]:
+            raise ClipfeedError(
+                f"ANN index dimension mismatch: the index holds {index.dim}-d vectors, "
+                f"the catalog's encoder gives {self.vectors.shape[1]}-d (rebuild it with `clipfeed ranker index`)"
+            )
+        if index.cfg.space == "l2":
+            raise ClipfeedError("ANN index space l2: the embedding candidates need a similarity (build it with ip)")
+        ids = index.ids
+        if len(ids) != len(self.ids) or set(ids) != set(self.ids):
+            missing = len(set(self.ids) - set(ids))
+            extra = len(set(ids) - set(self.ids))
+            raise ClipfeedError(
+                f"ANN index does not match the catalog: {missing} catalog clips missing from it, "
+                f"{extra} clips not in the catalog (rebuild it with `clipfeed ranker index`)"
+            )
+        # the same ids from another encoder (or another world's text) would pass the checks above
+        sample = self.ids[:: max(1, len(self.ids) // 16)][:16]
+        rows = [self.pos[c] for c in sample]
+        if not np.allclose(index.vectors_of(sample), self.vectors[rows], atol=1e-4):
+            raise ClipfeedError(
+                "ANN index vectors differ from the catalog's text vectors (built with another topic model?): "
+                "rebuild it with `clipfeed ranker index`"
+            )
+        self.ann = index
 
     def align(self, topic: str) -> str:
         """The catalog's own topic for a topic of the topic model: itself when clips carry it, else its

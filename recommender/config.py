@@ -17,6 +17,7 @@ class SignalConfig(BaseModel):
     max_creators: int = Field(default=50, ge=1)
     max_seen: int = Field(default=1000, ge=1)
     max_searches: int = Field(default=20, ge=1)
+    max_liked: int = Field(default=50, ge=1, description="Liked clips kept for the collaborative signals.")
 
 
 class CandidateConfig(BaseModel):

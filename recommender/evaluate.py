@@ -20,6 +20,7 @@ from tqdm import tqdm
 from clipfeed.text import tokens
 from clipfeed.world.events import oracle_relevance
 from recommender.catalog import CatalogIndex
+from recommender.collab import CollabModel, cf_ranking
 from recommender.config import RecommenderConfig
 from recommender.feed import FeedBuilder
 from recommender.metrics import (
@@ -36,7 +37,9 @@ from recommender.pipeline import PassThroughFilter, SearchTagging, UserLog, Worl
 from recommender.ranker import Ranker
 from recommender.signals import ContextUpdater
 
-SYSTEMS = ("random", "popularity", "raw_keywords", "tags_unfiltered", "full")
+# ``cf``: collaborative only (popular clips for a user without liked clips); ``content``: the full
+# system without collaborative signals (its own ranker, trained without them); ``full``: the hybrid.
+SYSTEMS = ("random", "popularity", "raw_keywords", "tags_unfiltered", "cf", "content", "full")
 DEPTH = 50
 
 
@@ -124,6 +127,15 @@ def _raw_keywords(catalog: CatalogIndex, log: UserLog, exclude: set[str], n: int
     return [c for c, _ in raw_keyword_ranking(catalog, texts, exclude, n)]
 
 
+def cf_feed(
+    model: CollabModel | None, catalog: CatalogIndex, liked: dict[str, float], exclude: set[str], n: int
+) -> list[str]:
+    """The ``cf`` baseline's feed: collaborative ranking, topped up with popular clips."""
+    out = cf_ranking(model, liked, exclude, n)
+    have = set(out)
+    return out + [c for c in _popular(catalog, exclude | have, n) if c not in have][: n - len(out)]
+
+
 @dataclass
 class EvalRun:
     """Per-user metric values and top-k feeds of one offline evaluation, before averaging (what
@@ -148,14 +160,17 @@ def collect(
     k: int = 10,
     progress: bool = True,
     only: Collection[str] | None = None,
+    content_ranker: Ranker | None = None,
 ) -> EvalRun:
     """Every system's feed for every judged user of both populations, scored per user (``only``:
-    just these users, e.g. one case study)."""
+    just these users, e.g. one case study). ``content_ranker``: the ranker trained without
+    collaborative features for the ``content`` system (default: ``ranker`` with them switched off)."""
     truth = Truth.load(world)
     updater = ContextUpdater(cfg.signals)
     unfiltered = SearchTagging(tagging.tagger, PassThroughFilter())
     full = FeedBuilder(catalog, ranker, cfg, None)
-    plain = FeedBuilder(catalog, None, cfg, full.vectors)
+    content = FeedBuilder(catalog, content_ranker or ranker, cfg, full.vectors, use_collab=False)
+    plain = FeedBuilder(catalog, None, cfg, full.vectors, use_collab=False)
     split = split_time(world, cfg)
     rng = np.random.default_rng(seed)
     views = catalog.log_views
@@ -192,6 +207,8 @@ def collect(
             ranked["tags_unfiltered"] = [
                 it.clip_id for it in plain.build(ctx_plain, DEPTH, explain=False, user_key=uid).items
             ]
+            ranked["cf"] = cf_feed(full.collab, catalog, ctx.liked, seen, DEPTH)
+            ranked["content"] = [it.clip_id for it in content.build(ctx, DEPTH, explain=False, user_key=uid).items]
             ranked["full"] = [it.clip_id for it in full.build(ctx, DEPTH, explain=False, user_key=uid).items]
             interests = [(i["topic"], i["entity"]) for i in truth.users[uid]["interests"]]
             for system, feed in ranked.items():
@@ -210,6 +227,7 @@ def collect(
     run.setup = {
         "tagger": getattr(tagging.tagger, "name", type(tagging.tagger).__name__),
         "ranker": "lambdarank" if ranker is not None else "heuristic",
+        "collab": full.collab is not None,
         "k": k,
         "depth": DEPTH,
         "judgments": "world ground truth relevance (docs/world.md), relevant = grade >= 2",
@@ -228,9 +246,21 @@ def evaluate(
     seed: int = 0,
     k: int = 10,
     progress: bool = True,
+    content_ranker: Ranker | None = None,
 ) -> dict[str, Any]:
     """Mean metrics per population and system (plus a bootstrap interval of NDCG@10)."""
-    run = collect(world, catalog, tagging, ranker, cfg, max_users=max_users, seed=seed, k=k, progress=progress)
+    run = collect(
+        world,
+        catalog,
+        tagging,
+        ranker,
+        cfg,
+        max_users=max_users,
+        seed=seed,
+        k=k,
+        progress=progress,
+        content_ranker=content_ranker,
+    )
     results: dict[str, Any] = {p: _summarise(run.per_user[p], run.feeds[p], run.catalog_size) for p in ("cold", "warm")}
     results["setup"] = run.setup
     return results

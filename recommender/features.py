@@ -10,6 +10,7 @@ import numpy as np
 from clipfeed.text import tokens
 from recommender.candidates import TagVectorCache
 from recommender.catalog import CatalogIndex
+from recommender.collab import CollabModel
 from recommender.signals import UserContext
 
 FEATURES: tuple[str, ...] = (
@@ -32,6 +33,9 @@ FEATURES: tuple[str, ...] = (
     "creator_skip",
     "creator_engage",
     "creator_follow",
+    "cf_score",
+    "coengage",
+    "liked_sim",
     "log_views",
     "quality",
     "age_days",
@@ -42,6 +46,7 @@ FEATURES: tuple[str, ...] = (
     "hour",
     "device",
 )
+COL = {f: j for j, f in enumerate(FEATURES)}
 DEVICES = {"unknown": 0, "ios": 1, "android": 2, "web": 3}
 
 
@@ -90,9 +95,15 @@ def tag_matches(ctx: UserContext, catalog: CatalogIndex, vectors: TagVectorCache
 
 
 def compute(
-    ctx: UserContext, catalog: CatalogIndex, vectors: TagVectorCache, idx: list[int], req: RequestContext | None = None
+    ctx: UserContext,
+    catalog: CatalogIndex,
+    vectors: TagVectorCache,
+    idx: list[int],
+    req: RequestContext | None = None,
+    collab: CollabModel | None = None,
 ) -> np.ndarray:
-    """Feature matrix (len(idx) x len(FEATURES)), float32, in schema order."""
+    """Feature matrix (len(idx) x len(FEATURES)), float32, in schema order. Without ``collab`` (or
+    for a user with no liked clips) the collaborative features are 0, as for a cold user."""
     req = req or RequestContext()
     m = tag_matches(ctx, catalog, vectors, idx)
     search, doc, watch, skip, engage = (_shares(ctx, s) for s in ("search", "doc_click", "watch", "skip", "engage"))
@@ -146,14 +157,22 @@ def compute(
             c = ctx.creators.get(catalog.creator[i])
             if c is not None:
                 rows[r, 15:19] = (c.watch, c.skip, c.engage, c.follow)
+    if collab is not None and ctx.liked:
+        cs = collab.scores(ctx.liked, catalog.ids, idx)
+        rows[:, COL["cf_score"]] = cs.cf_score
+        rows[:, COL["coengage"]] = cs.coengage
+        liked = [catalog.pos[c] for c in ctx.liked if c in catalog.pos]
+        if liked and catalog.vectors is not None:
+            # the clip-to-clip side of the hybrid: text similarity to the nearest clip the user liked
+            rows[:, COL["liked_sim"]] = (catalog.vectors[idx] @ catalog.vectors[liked].T).max(axis=1)
     at = np.asarray(idx)
-    rows[:, 19] = catalog.log_views[at]
-    rows[:, 20] = catalog.quality[at]
-    rows[:, 21] = catalog.age_days[at]
-    rows[:, 22] = catalog.duration[at]
-    rows[:, 23] = 1.0 - np.abs(ctx.hangul - catalog.hangul[at].astype(np.float64))
-    rows[:, 24] = history
-    rows[:, 25] = n_searches
-    rows[:, 26] = float(req.hour)
-    rows[:, 27] = float(DEVICES.get(req.device, 0))
+    rows[:, COL["log_views"]] = catalog.log_views[at]
+    rows[:, COL["quality"]] = catalog.quality[at]
+    rows[:, COL["age_days"]] = catalog.age_days[at]
+    rows[:, COL["duration_s"]] = catalog.duration[at]
+    rows[:, COL["lang_match"]] = 1.0 - np.abs(ctx.hangul - catalog.hangul[at].astype(np.float64))
+    rows[:, COL["history_len"]] = history
+    rows[:, COL["n_searches"]] = n_searches
+    rows[:, COL["hour"]] = float(req.hour)
+    rows[:, COL["device"]] = float(DEVICES.get(req.device, 0))
     return rows

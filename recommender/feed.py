@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 from clipfeed.text import normalize
 from recommender.candidates import Candidates, TagVectorCache, generate
 from recommender.catalog import CatalogIndex
+from recommender.collab import CollabModel
 from recommender.config import RecommenderConfig
 from recommender.features import FEATURES, RequestContext, compute, tag_matches
 from recommender.ranker import Ranker, prior_score
@@ -31,6 +33,41 @@ class Feed:
     items: list[FeedItem] = field(default_factory=list)
     fallback: str | None = None  # why the feed is not personalised, when it is not
     candidates: int = 0
+    # The ranker's feature rows of the served items as served: one row per item in page order, in
+    # the ``FEATURES`` schema (None for fallback feeds, which are not ranked). The served-impression
+    # log records them, so training sees what the ranker saw. The rows of exploration picks (not
+    # among the candidates, so never scored) are NaN until ``complete_features()`` computes them:
+    # a second ``compute`` call costs ~1 ms however few its rows, so the log does it in its writer
+    # thread, off the request path.
+    features: np.ndarray | None = None
+    pending: Callable[[list[str]], np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    def complete_features(self) -> np.ndarray | None:
+        """``features`` with every row computed (the exploration picks' rows, on the first call)."""
+        if self.features is not None and self.pending is not None:
+            todo = [n for n in range(len(self.features)) if np.isnan(self.features[n, 0])]
+            if todo:
+                self.features[todo] = self.pending([self.items[n].clip_id for n in todo])
+            self.pending = None
+        return self.features
+
+
+class _ReadOnlyVectors(TagVectorCache):
+    """A tag vector cache's vectors, read without writing to it (a miss is encoded, not stored), so
+    another thread can use it while requests fill and clear the cache."""
+
+    def __init__(self, base: TagVectorCache) -> None:
+        super().__init__(base.catalog, base.size)
+        self.base = base
+
+    def get(self, tags: list[str]) -> np.ndarray:
+        enc = self.catalog.encoder
+        if enc is None or not tags:
+            return np.zeros((0, 1), dtype=np.float32)
+        cached = [self.base.cache.get(t) for t in tags]
+        missing = [t for t, v in zip(tags, cached, strict=True) if v is None]
+        fresh = dict(zip(missing, enc.encode(missing), strict=True)) if missing else {}
+        return np.stack([fresh[t] if v is None else v for t, v in zip(tags, cached, strict=True)])
 
 
 class FeedBuilder:
@@ -40,11 +77,17 @@ class FeedBuilder:
         ranker: Ranker | None = None,
         cfg: RecommenderConfig | None = None,
         vectors: TagVectorCache | None = None,
+        collab: CollabModel | None = None,
+        use_collab: bool = True,
     ) -> None:
         self.catalog = catalog
         self.ranker = ranker
         self.cfg = cfg or (ranker.config if ranker is not None else RecommenderConfig())
         self.vectors = vectors or TagVectorCache(catalog)
+        # Collaborative signals (warm users only): the ranker's own model unless another is given;
+        # ``use_collab=False`` is the content-based system alone.
+        own = ranker.collab if ranker is not None else None
+        self.collab = (collab or own) if use_collab else None
 
     def build(
         self,
@@ -61,11 +104,11 @@ class FeedBuilder:
         ctx = self.catalog.view(ctx)
         if exclude:
             ctx = UserContext(**{**ctx.__dict__, "seen": [*ctx.seen, *exclude]})
-        cands = generate(ctx, self.catalog, self.cfg.candidates, self.vectors)
+        cands = generate(ctx, self.catalog, self.cfg.candidates, self.vectors, collab=self.collab)
         if not ctx.tags and not any(a.positive > 0 for a in ctx.topics.values()):
             return self._fallback(cands, limit, "no search intent or watch history yet: popular clips")
         idx = cands.index
-        x = compute(ctx, self.catalog, self.vectors, idx, req)
+        x = compute(ctx, self.catalog, self.vectors, idx, req, self.collab)
         # Without a trained model the prior alone ranks (it is also where the booster starts).
         scores = self.ranker.predict(x) if self.ranker is not None else prior_score(x)
         order = self._diversify(idx, scores, limit)
@@ -83,7 +126,25 @@ class FeedBuilder:
             )
             score = float(scores[pos[i]]) if i in pos else 0.0
             items.append(FeedItem(self.catalog.ids[i], round(score, 4), [self.catalog.topic[i]], explanation))
-        return Feed(items, None, len(idx))
+        return Feed(items, None, len(idx), *self._served_rows(ctx, x, pos, order, req))
+
+    def _served_rows(
+        self, ctx: UserContext, x: np.ndarray, pos: dict[int, int], order: list[int], req: RequestContext | None
+    ) -> tuple[np.ndarray, Callable[[list[str]], np.ndarray] | None]:
+        """The rows of ``x`` for the page, in page order, and for exploration picks (not among the
+        candidates; NaN rows here) the function that computes theirs the same way, for just those
+        clips. It may run in another thread: it reads the tag vector cache without writing to it."""
+        rows = np.full((len(order), x.shape[1]), np.nan, dtype=x.dtype)
+        ranked = [n for n, i in enumerate(order) if i in pos]
+        rows[ranked] = x[[pos[order[n]] for n in ranked]]
+        if len(ranked) == len(order):
+            return rows, None
+        catalog, vectors, collab = self.catalog, _ReadOnlyVectors(self.vectors), self.collab
+
+        def pending(clip_ids: list[str]) -> np.ndarray:
+            return compute(ctx, catalog, vectors, [catalog.pos[c] for c in clip_ids], req, collab)
+
+        return rows, pending
 
     def _fallback(self, cands: Candidates, limit: int, reason: str) -> Feed:
         idx = cands.index[:limit]
@@ -168,6 +229,8 @@ class FeedBuilder:
         cre = ctx.creators.get(self.catalog.creator[i])
         if cre is not None and cre.follow > 0:
             reasons.append(f"you follow {self.catalog.creator[i]}")
+        if {"coengage", "factor"} & set(out["sources"]):
+            reasons.append("people who liked the clips you liked also liked this")
         if not reasons:
             reasons.append("popular now" if "popular" in out["sources"] else "similar to your interests")
         out["reason"] = reasons[0]

@@ -18,11 +18,12 @@ import numpy as np
 
 from recommender.candidates import generate
 from recommender.catalog import CatalogIndex
-from recommender.evaluate import SYSTEMS, EvalRun, Truth, collect, split_time, user_gains
+from recommender.evaluate import DEPTH, SYSTEMS, EvalRun, Truth, cf_feed, collect, split_time, user_gains
 from recommender.features import FEATURES, RequestContext, compute
 from recommender.feed import FeedBuilder
-from recommender.metrics import bootstrap_ci, coverage
+from recommender.metrics import bootstrap_ci, coverage, ndcg_at_k
 from recommender.pipeline import SearchTagging, WorldData, replay
+from recommender.ranker import RESIDUAL_FEATURES
 from recommender.signals import ContextUpdater, UserContext
 
 METRICS = ("ndcg@10", "map@10", "recall@50", "diversity", "novelty", "topic_leak")
@@ -117,14 +118,18 @@ def feature_importance(builder: FeedBuilder, contexts: Sequence[UserContext]) ->
     if ranker is None:
         return {}
     gain = np.asarray(ranker.booster.feature_importance(importance_type="gain"), dtype=float)
+    if ranker.residual is not None:  # the hybrid's collaborative residual booster
+        res_gain = ranker.residual.feature_importance(importance_type="gain")
+        for f, g in zip(RESIDUAL_FEATURES, res_gain, strict=True):
+            gain[FEATURES.index(f)] += float(g)
     total = np.zeros(len(FEATURES))
     rows = 0
     for raw in contexts:
         ctx = builder.catalog.view(raw)
-        idx = generate(ctx, builder.catalog, builder.cfg.candidates, builder.vectors).index
+        idx = generate(ctx, builder.catalog, builder.cfg.candidates, builder.vectors, collab=builder.collab).index
         if not idx:
             continue
-        x = compute(ctx, builder.catalog, builder.vectors, idx, RequestContext())
+        x = compute(ctx, builder.catalog, builder.vectors, idx, RequestContext(), builder.collab)
         total += np.abs(ranker.contributions(x)[:, :-1]).sum(axis=0)
         rows += len(idx)
     mean_abs = total / max(rows, 1)
@@ -134,13 +139,77 @@ def feature_importance(builder: FeedBuilder, contexts: Sequence[UserContext]) ->
     }
 
 
+HISTORY_BUCKETS = ("0", "1-4", "5-20", "20+")
+# how many clip events each bucket's replay keeps (None: all before the split)
+_CUTS: dict[str, int | None] = {"0": 0, "1-4": 3, "5-20": 12, "20+": None}
+CURVE_SYSTEMS = ("content", "cf", "full")
+
+
+def history_bucket(clip_events: int) -> str:
+    """>>> [history_bucket(n) for n in (0, 1, 4, 5, 20, 21)]
+    ['0', '1-4', '1-4', '5-20', '5-20', '20+']
+    """
+    return "0" if clip_events == 0 else "1-4" if clip_events <= 4 else "5-20" if clip_events <= 20 else "20+"
+
+
+def history_curve(
+    world: WorldData,
+    catalog: CatalogIndex,
+    tagging: SearchTagging,
+    full: FeedBuilder,
+    content: FeedBuilder,
+    users: Sequence[str],
+    k: int = 10,
+    progress: bool = True,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """NDCG@k of the content-only, collaborative-only and hybrid systems by the number of clip
+    events the user had before the feed (0, 1-4, 5-20, 20+): each warm user in ``users`` is replayed
+    as they were after their first 0, 3 and 12 clip events and after all of them before the split
+    (searches before the split always count), and judged on the clips they had not seen. ``full``'s
+    collaborative model must not have been fitted on ``users`` (a model that saw their later likes
+    would flatter the early buckets)."""
+    from tqdm import tqdm
+
+    truth = Truth.load(world)
+    upd = ContextUpdater(full.cfg.signals)
+    split = split_time(world, full.cfg)
+    values: dict[str, dict[str, list[float]]] = {b: {s: [] for s in CURVE_SYSTEMS} for b in HISTORY_BUCKETS}
+    for uid in tqdm(users, desc="eval: history curve", unit="user", disable=not progress):
+        log = world.users.get(uid)
+        if log is None:
+            continue
+        for cut in _CUTS.values():
+            ctx = replay(upd, catalog, tagging, log, until=split, max_clip_events=cut)
+            bucket = history_bucket(ctx.clip_events)
+            if cut is None and bucket != "20+":
+                continue  # a short history is already in its own bucket through the cuts
+            seen = set(ctx.seen)
+            gains = user_gains(catalog, truth, truth.users[uid], seen)
+            if not any(g >= 2.0 for g in gains.values()):
+                continue
+            feeds = {
+                "content": [it.clip_id for it in content.build(ctx, DEPTH, explain=False, user_key=uid).items],
+                "cf": cf_feed(full.collab, catalog, ctx.liked, seen, DEPTH),
+                "full": [it.clip_id for it in full.build(ctx, DEPTH, explain=False, user_key=uid).items],
+            }
+            for system, feed in feeds.items():
+                values[bucket][system].append(ndcg_at_k(feed, gains, k))
+    return {
+        b: {s: {"users": len(v), **metric_intervals({"ndcg@10": v})["ndcg@10"]} for s, v in values[b].items()}
+        for b in HISTORY_BUCKETS
+    }
+
+
 __all__ = [
+    "CURVE_SYSTEMS",
+    "HISTORY_BUCKETS",
     "METRICS",
     "EvalRun",
     "Truth",
     "collect",
     "feature_importance",
     "feedback_response",
+    "history_curve",
     "metric_intervals",
     "split_time",
     "summarise_run",

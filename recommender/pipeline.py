@@ -229,9 +229,16 @@ def apply_event(updater: ContextUpdater, ctx: UserContext, catalog: CatalogIndex
 
 
 def replay(
-    updater: ContextUpdater, catalog: CatalogIndex, tagging: SearchTagging, log: UserLog, until: float | None = None
+    updater: ContextUpdater,
+    catalog: CatalogIndex,
+    tagging: SearchTagging,
+    log: UserLog,
+    until: float | None = None,
+    max_clip_events: int | None = None,
 ) -> UserContext:
-    """A user's context from their log (searches and events in time order, up to ``until``)."""
+    """A user's context from their log (searches and events in time order, up to ``until``);
+    ``max_clip_events``: no clip event after that many (the user as they were early on; searches
+    up to ``until`` still count)."""
     ctx = UserContext()
     items: list[tuple[float, int, SearchQuery | Event]] = [(q.ts.timestamp(), 0, q) for q in log.queries]
     items += [(e.ts.timestamp(), 1, e) for e in log.events]
@@ -241,7 +248,7 @@ def replay(
             break
         if isinstance(item, SearchQuery):
             apply_query(updater, ctx, tagging, item)
-        else:
+        elif max_clip_events is None or ctx.clip_events < max_clip_events:
             apply_event(updater, ctx, catalog, item)
     return ctx
 

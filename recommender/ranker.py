@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from clipfeed.errors import ClipfeedError
 from clipfeed.records import Event, EventType, SearchQuery
 from recommender.candidates import TagVectorCache
 from recommender.catalog import CatalogIndex
+from recommender.collab import CollabModel
 from recommender.config import RecommenderConfig
 from recommender.features import FEATURES, RequestContext, compute
 from recommender.pipeline import SearchTagging, UserLog, apply_event, apply_query
@@ -24,6 +25,7 @@ from recommender.signals import ContextUpdater, UserContext
 SESSION_GAP_S = 1800.0
 MODEL_FILE = "ranker.txt"
 META_FILE = "ranker.json"
+RESIDUAL_FILE = "ranker-residual.txt"
 
 
 @dataclass
@@ -32,10 +34,18 @@ class TrainingData:
     labels: list[np.ndarray] = field(default_factory=list)
     groups: list[int] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
+    # Optional, one array per group: each row's position on the served page (0 = top). When given,
+    # training uses LightGBM's position-bias handling (unbiased LambdaRank, ``Dataset(position=)``).
+    positions: list[np.ndarray] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
         return int(sum(self.groups))
+
+    def extend(self, other: TrainingData) -> None:
+        """Appends another set of groups (e.g. another fold of users)."""
+        for f in fields(self):
+            getattr(self, f.name).extend(getattr(other, f.name))
 
 
 def grade(events: list[Event], meaningful: float) -> int:
@@ -72,7 +82,10 @@ def build_training(
     cfg: RecommenderConfig,
     vectors: TagVectorCache,
     progress: bool = True,
+    collab: CollabModel | None = None,
 ) -> TrainingData:
+    """One LambdaRank group per logged impression session, its features from the user's context just
+    before the session (with the collaborative features when ``collab`` is given)."""
     updater = ContextUpdater(cfg.signals)
     data = TrainingData()
     for _uid, log in tqdm(list(logs), desc="ranker: sessions", unit="user", disable=not progress):
@@ -86,7 +99,7 @@ def build_training(
         s = 0
         for ts, _, item in items:
             while s < len(sessions) and sessions[s][0] <= ts:
-                _add_session(data, ctx, catalog, vectors, sessions[s], cfg.signals.meaningful_watch_ratio)
+                _add_session(data, ctx, catalog, vectors, sessions[s], cfg.signals.meaningful_watch_ratio, collab)
                 s += 1
             if isinstance(item, SearchQuery):
                 apply_query(updater, ctx, tagging, item)
@@ -102,18 +115,22 @@ def _add_session(
     vectors: TagVectorCache,
     session: tuple[float, list[str], dict[str, list[Event]]],
     meaningful: float,
+    collab: CollabModel | None = None,
 ) -> None:
     start, clips, reactions = session
     idx = [catalog.pos[c] for c in dict.fromkeys(clips) if c in catalog.pos]
     if len(idx) < 2:
         return
     hour = int((start // 3600) % 24)
-    data.features.append(compute(catalog.view(ctx), catalog, vectors, idx, RequestContext(hour=hour)))
+    data.features.append(compute(catalog.view(ctx), catalog, vectors, idx, RequestContext(hour=hour), collab))
     data.labels.append(np.array([grade(reactions.get(catalog.ids[i], []), meaningful) for i in idx]))
     data.groups.append(len(idx))
     data.times.append(start)
 
 
+# The collaborative features (cf_score, coengage, liked_sim) have no prior weight: on the sample
+# world every positive weight on them lowered warm users' NDCG@10 when blended with the content
+# score (docs/hybrid.md), so only the booster, under monotone constraints, may use them.
 # The prior the booster starts from (LightGBM ``init_score``): a transparent hand-weighted score.
 # Logged sessions come from a legacy exposure policy that rarely showed search-matched clips, so
 # the booster learns corrections to this prior where the logs support them instead of relearning
@@ -131,7 +148,19 @@ PRIOR_WEIGHTS = {
     "quality": 1.0,
     "lang_match": 0.5,
 }
+COLLAB_FEATURES = ("cf_score", "coengage", "liked_sim")
+RESIDUAL_FEATURES = (*COLLAB_FEATURES, "history_len")
+MONOTONE_UP = frozenset(COLLAB_FEATURES)
+_COLLAB = [FEATURES.index(f) for f in COLLAB_FEATURES]
+_RES = [FEATURES.index(f) for f in RESIDUAL_FEATURES]
 _PRIOR = np.array([PRIOR_WEIGHTS.get(f, 0.0) for f in FEATURES], dtype=np.float64)
+
+
+def _content(x: np.ndarray) -> np.ndarray:
+    """The rows as the content booster sees them: collaborative features zeroed."""
+    out = x.copy()
+    out[:, _COLLAB] = 0.0
+    return out
 
 
 def prior_score(x: np.ndarray) -> np.ndarray:
@@ -140,36 +169,60 @@ def prior_score(x: np.ndarray) -> np.ndarray:
 
 
 class Ranker:
-    """A trained LambdaRank booster bound to the feature schema it was trained on."""
+    """A trained LambdaRank ranker bound to the feature schema it was trained on: a content booster
+    (every feature but the collaborative ones) and, for a hybrid, a residual booster on the
+    collaborative features and the history length, trained on top of the content score, with the
+    collaborative model those features came from (saved beside it).
 
-    def __init__(self, booster: lgb.Booster, meta: dict[str, Any]) -> None:
+    The residual is how the ranker learns the hand-over from cold to warm: it sees only
+    ``RESIDUAL_FEATURES``, which are constant across one cold user's candidates, so a cold user's
+    ranking is exactly the content ranking; for warm users it adds what the collaborative signals
+    are worth at that history length, and early stopping keeps it near zero where they add nothing.
+    """
+
+    def __init__(
+        self,
+        booster: lgb.Booster,
+        meta: dict[str, Any],
+        collab: CollabModel | None = None,
+        residual: lgb.Booster | None = None,
+    ) -> None:
         self.booster = booster
         self.meta = meta
+        self.collab = collab
+        self.residual = residual if collab is not None else None
+
+    def content_only(self) -> Ranker:
+        """The same ranker without its collaborative part (the ``content`` system)."""
+        return Ranker(self.booster, {**self.meta, "collab": False, "residual": False})
 
     @classmethod
-    def train(cls, data: TrainingData, cfg: RecommenderConfig, split_ts: float) -> Ranker:
+    def train(
+        cls,
+        data: TrainingData,
+        cfg: RecommenderConfig,
+        split_ts: float,
+        collab: CollabModel | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Ranker:
+        """``params`` adds LightGBM parameters (the distributed trainer in ``scale/`` adds its network
+        ones: each worker trains on its own groups and validates on all of them)."""
         if not data.groups:
             raise ClipfeedError("no training sessions: the world has no impressions with reactions")
         train_ix = [g for g, t in enumerate(data.times) if t < split_ts]
         valid_ix = [g for g, t in enumerate(data.times) if t >= split_ts] or train_ix[-max(1, len(train_ix) // 10) :]
 
-        def dataset(ix: list[int], ref: lgb.Dataset | None = None) -> lgb.Dataset:
+        if data.positions and len(data.positions) != len(data.groups):
+            raise ClipfeedError(f"positions for {len(data.positions)} of {len(data.groups)} training groups")
+
+        def arrays(ix: list[int]) -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray | None]:
             x = np.concatenate([data.features[g] for g in ix])
             y = np.concatenate([data.labels[g] for g in ix])
-            return lgb.Dataset(
-                x,
-                y,
-                group=[data.groups[g] for g in ix],
-                feature_name=list(FEATURES),
-                init_score=prior_score(x),
-                reference=ref,
-                free_raw_data=False,
-            )
+            position = np.concatenate([data.positions[g] for g in ix]) if data.positions else None
+            return x, y, [data.groups[g] for g in ix], position
 
         rc = cfg.ranker
-        dtrain = dataset(train_ix)
-        dvalid = dataset(valid_ix, dtrain)
-        params = {
+        base = {
             "objective": "lambdarank",
             "metric": "ndcg",
             "ndcg_eval_at": [10],
@@ -180,32 +233,81 @@ class Ranker:
             "deterministic": True,
             "num_threads": rc.num_threads,
             "verbosity": -1,
-        }
-        evals: dict[str, Any] = {}
-        booster = lgb.train(
-            params,
-            dtrain,
-            num_boost_round=rc.num_boost_round,
-            valid_sets=[dvalid],
-            valid_names=["valid"],
-            callbacks=[lgb.early_stopping(rc.early_stopping_rounds, verbose=False), lgb.record_evaluation(evals)],
-        )
-        meta = {
+        } | (params or {})
+
+        def fit(
+            names: list[str],
+            sets: list[tuple[np.ndarray, np.ndarray, list[int], np.ndarray | None, np.ndarray]],
+            extra: dict[str, Any],
+        ) -> tuple[lgb.Booster, float]:
+            (xt, yt, gt, pt, it), (xv, yv, gv, pv, iv) = sets
+            dtrain = lgb.Dataset(xt, yt, group=gt, feature_name=names, init_score=it, position=pt, free_raw_data=False)
+            dvalid = lgb.Dataset(
+                xv,
+                yv,
+                group=gv,
+                feature_name=names,
+                init_score=iv,
+                position=pv,
+                reference=dtrain,
+                free_raw_data=False,
+            )
+            evals: dict[str, Any] = {}
+            booster = lgb.train(
+                base | extra,
+                dtrain,
+                num_boost_round=rc.num_boost_round,
+                valid_sets=[dvalid],
+                valid_names=["valid"],
+                callbacks=[lgb.early_stopping(rc.early_stopping_rounds, verbose=False), lgb.record_evaluation(evals)],
+            )
+            return booster, float(evals["valid"]["ndcg@10"][booster.best_iteration - 1])
+
+        (xt, yt, gt, pt), (xv, yv, gv, pv) = arrays(train_ix), arrays(valid_ix)
+        ct, cv = _content(xt), _content(xv)
+        booster, ndcg = fit(list(FEATURES), [(ct, yt, gt, pt, prior_score(xt)), (cv, yv, gv, pv, prior_score(xv))], {})
+        meta: dict[str, Any] = {
             "features": list(FEATURES),
             "config": cfg.model_dump(),
             "best_iteration": booster.best_iteration,
             "train_groups": len(train_ix),
             "valid_groups": len(valid_ix),
-            "train_rows": int(sum(data.groups[g] for g in train_ix)),
-            "valid_ndcg@10": float(evals["valid"]["ndcg@10"][booster.best_iteration - 1]),
+            "train_rows": int(sum(gt)),
+            "valid_ndcg@10": ndcg,
+            "position_bias": "lightgbm unbiased lambdarank (Dataset position)" if data.positions else "none",
+            "collab": collab is not None,
+            "residual": False,
         }
-        return cls(booster, meta)
+        residual = None
+        if collab is not None:
+            start_t = prior_score(xt) + booster.predict(ct, num_iteration=booster.best_iteration)
+            start_v = prior_score(xv) + booster.predict(cv, num_iteration=booster.best_iteration)
+            residual, res_ndcg = fit(
+                list(RESIDUAL_FEATURES),
+                [(xt[:, _RES], yt, gt, pt, start_t), (xv[:, _RES], yv, gv, pv, start_v)],
+                {
+                    # more co-engagement or a higher factor score never makes a clip less likely
+                    "monotone_constraints": [1 if f in MONOTONE_UP else 0 for f in RESIDUAL_FEATURES],
+                    "monotone_constraints_method": "advanced",
+                },
+            )
+            meta |= {
+                "residual": True,
+                "content_valid_ndcg@10": ndcg,
+                "valid_ndcg@10": res_ndcg,
+                "residual_best_iteration": residual.best_iteration,
+            }
+        return cls(booster, meta, collab, residual)
 
     def save(self, directory: str | Path) -> None:
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(path / MODEL_FILE), num_iteration=self.booster.best_iteration)
         (path / META_FILE).write_text(json.dumps(self.meta, indent=2) + "\n", encoding="utf-8")
+        if self.collab is not None:
+            self.collab.save(path)
+        if self.residual is not None:
+            self.residual.save_model(str(path / RESIDUAL_FILE), num_iteration=self.residual.best_iteration)
 
     @classmethod
     def load(cls, directory: str | Path) -> Ranker:
@@ -224,20 +326,30 @@ class Ranker:
                 f"({', '.join(diff)}); retrain with `clipfeed ranker train`"
             )
         RecommenderConfig.model_validate(meta["config"])
-        return cls(lgb.Booster(model_file=str(path / MODEL_FILE)), meta)
+        # A ranker trained with collaborative features needs the model they came from.
+        collab = CollabModel.load(path) if meta.get("collab") else None
+        residual = lgb.Booster(model_file=str(path / RESIDUAL_FILE)) if meta.get("residual") and collab else None
+        return cls(lgb.Booster(model_file=str(path / MODEL_FILE)), meta, collab, residual)
 
     @property
     def config(self) -> RecommenderConfig:
         return RecommenderConfig.model_validate(self.meta["config"])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """The prior score plus the boosted correction learned from logged sessions."""
-        out: np.ndarray = prior_score(x) + self.booster.predict(x, num_threads=1)
+        """The prior score plus the boosted correction learned from logged sessions (plus the
+        collaborative residual of a hybrid)."""
+        out: np.ndarray = prior_score(x) + self.booster.predict(_content(x), num_threads=1)
+        if self.residual is not None:
+            out += self.residual.predict(x[:, _RES], num_threads=1)
         return out
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
-        """Per-feature contributions to the score: the prior's (weight x value) plus the booster's
-        (LightGBM ``pred_contrib``); the last column is the booster's bias."""
-        out = np.asarray(self.booster.predict(x, pred_contrib=True, num_threads=1), dtype=np.float64)
+        """Per-feature contributions to the score: the prior's (weight x value) plus the boosters'
+        (LightGBM ``pred_contrib``); the last column is the boosters' bias."""
+        out = np.asarray(self.booster.predict(_content(x), pred_contrib=True, num_threads=1), dtype=np.float64)
         out[:, :-1] += x.astype(np.float64) * _PRIOR
+        if self.residual is not None:
+            res = np.asarray(self.residual.predict(x[:, _RES], pred_contrib=True, num_threads=1), dtype=np.float64)
+            out[:, _RES] += res[:, :-1]
+            out[:, -1] += res[:, -1]
         return out

@@ -26,6 +26,21 @@ from recommender.config import SignalConfig
 TOPIC_SIGNALS = ("search", "doc_click", "watch", "skip", "engage")
 CREATOR_SIGNALS = ("watch", "skip", "engage", "follow")
 DAY = 86400.0
+ENGAGE_WEIGHTS = {"like": 1.0, "share": 1.5, "comment": 1.2}
+
+
+def positive_weight(etype: str, watch_ratio: float | None, meaningful: float) -> float:
+    """How much one clip event says the user liked the clip: a meaningful watch by its ratio (loops
+    count a little more), an engagement by its kind; 0 for impressions, skips and short watches.
+    The context's ``liked`` map and the collaborative models' training matrix both use it.
+
+    >>> positive_weight("watch", 0.9, 0.5), positive_weight("watch", 0.3, 0.5), positive_weight("share", None, 0.5)
+    (0.9, 0.0, 1.5)
+    """
+    if etype == "watch":
+        ratio = watch_ratio or 0.0
+        return min(ratio, 1.0) + 0.2 * min(max(ratio - 1.0, 0.0), 1.0) if ratio >= meaningful else 0.0
+    return ENGAGE_WEIGHTS.get(etype, 0.0)
 
 
 @dataclass
@@ -98,6 +113,9 @@ class UserContext:
     searches: list[SearchRecord] = field(default_factory=list)
     clip_events: int = 0
     hangul: float = 0.5  # running share of Hangul in the user's queries (language preference)
+    # clip -> decayed positive weight (meaningful watches, likes, shares, comments): what the
+    # collaborative signals (co-engagement, the factor model's fold-in) start from.
+    liked: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,6 +131,7 @@ class UserContext:
             searches=[SearchRecord(**s) for s in d["searches"]],
             clip_events=int(d["clip_events"]),
             hangul=float(d["hangul"]),
+            liked={str(k): float(v) for k, v in d.get("liked", {}).items()},  # absent in older contexts
         )
 
     def topic_total(self, signal: str) -> float:
@@ -136,6 +155,8 @@ class ContextUpdater:
                 c.scale(f)
             for t in ctx.tags.values():
                 t.scale(f)
+            for clip in ctx.liked:
+                ctx.liked[clip] *= f
         ctx.updated_at = ts
 
     def on_search(
@@ -192,7 +213,7 @@ class ContextUpdater:
         if etype == "watch":
             ratio = watch_ratio or 0.0
             if ratio >= self.cfg.meaningful_watch_ratio:
-                gain = min(ratio, 1.0) + 0.2 * min(max(ratio - 1.0, 0.0), 1.0)  # loops count a little more
+                gain = positive_weight(etype, ratio, self.cfg.meaningful_watch_ratio)
                 aff.watch += gain
                 cre.watch += gain
             else:
@@ -202,10 +223,13 @@ class ContextUpdater:
         elif etype == "skip":
             aff.skip += 1.0
             cre.skip += 1.0
-        elif etype in ("like", "share", "comment"):
-            w = {"like": 1.0, "share": 1.5, "comment": 1.2}[etype]
+        elif etype in ENGAGE_WEIGHTS:
+            w = ENGAGE_WEIGHTS[etype]
             aff.engage += w
             cre.engage += w
+        liked = positive_weight(etype, watch_ratio, self.cfg.meaningful_watch_ratio)
+        if liked > 0:
+            ctx.liked[clip_id] = ctx.liked.get(clip_id, 0.0) + liked
         self._bound(ctx)
 
     def on_follow(self, ctx: UserContext, creator: str, ts: float, follow: bool = True) -> None:
@@ -226,6 +250,9 @@ class ContextUpdater:
         if len(ctx.creators) > cfg.max_creators:
             keep = sorted(ctx.creators, key=lambda k: ctx.creators[k].strength, reverse=True)
             ctx.creators = {k: ctx.creators[k] for k in keep[: cfg.max_creators]}
+        if len(ctx.liked) > cfg.max_liked:
+            keep = sorted(ctx.liked, key=ctx.liked.__getitem__, reverse=True)
+            ctx.liked = {k: ctx.liked[k] for k in keep[: cfg.max_liked]}
         if len(ctx.seen) > cfg.max_seen:
             del ctx.seen[: len(ctx.seen) - cfg.max_seen]
         if len(ctx.searches) > cfg.max_searches:

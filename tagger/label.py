@@ -62,6 +62,11 @@ def _parse_line(path: Path, lineno: int, raw: bytes) -> QueryInput:
         raise InputError(path, lineno, None, f"not UTF-8 at byte {e.start}") from e
     except json.JSONDecodeError as e:
         raise InputError(path, lineno, None, f"invalid JSON: {e.msg} (column {e.colno})") from e
+    return parse_record(path, lineno, obj)
+
+
+def parse_record(path: str | Path, lineno: int | None, obj: object) -> QueryInput:
+    """One decoded record (a JSON line, a Parquet row) → the normalised input, or :class:`InputError`."""
     if not isinstance(obj, dict):
         raise InputError(path, lineno, None, f"expected a JSON object, got {type(obj).__name__}")
     try:
@@ -120,7 +125,7 @@ def is_backend_error(label: TeacherLabel) -> bool:
     return label.abstained and label.reason.startswith(BACKEND_ERROR)
 
 
-def _read_cache(path: Path) -> dict[str, TeacherLabel]:
+def read_cache(path: Path) -> dict[str, TeacherLabel]:
     """Final labels by key. Unparseable lines (a torn write) are dropped and the file rewritten cleanly."""
     if not path.exists():
         return {}
@@ -191,6 +196,25 @@ class LabelReport:
 
 
 @dataclass
+class Selection:
+    """What :meth:`LabelJob.select` chose: the inputs to label with their raw counts and patterns."""
+
+    report: LabelReport
+    items: list[QueryInput]
+    counts: list[int]
+    patterns: list[str]
+
+    def rows(self, labels: Sequence[TeacherLabel]) -> list[dict[str, object]]:
+        """The ``labels.jsonl`` rows: each selected input with its label (``labels`` in the same order)."""
+        rows: list[dict[str, object]] = []
+        for item, count, pattern, label in zip(self.items, self.counts, self.patterns, labels, strict=True):
+            d = label.to_dict()
+            row: dict[str, object] = {"query": item.query, "docs": list(item.docs), "count": count}
+            rows.append(row | {"pattern": pattern} | {k: d[k] for k in ("tags", "confidence", "abstained", "reason")})
+        return rows
+
+
+@dataclass
 class LabelJob:
     """Settings of one labeling run; ``run`` does the work (the CLI builds one from its flags)."""
 
@@ -218,6 +242,16 @@ class LabelJob:
     def run(self, inputs: Sequence[tuple[QueryInput, int]], labeler: Labeler) -> LabelReport:
         """Cap, label what the cache lacks, write labels.jsonl and report.json; re-raises labeler errors."""
         start = time.perf_counter()
+        sel = self.select(inputs)
+        labels = self._label(sel.items, labeler, sel.report)
+        p_in, p_out = labeler.backend.price_per_1k
+        return self.finish(sel, labels, labeler.fingerprint, labeler.backend.name, (p_in, p_out), start)
+
+    def select(self, inputs: Sequence[tuple[QueryInput, int]]) -> Selection:
+        """The inputs to label: pattern caps and ``limit`` applied, in input order (no teacher calls).
+
+        Other engines (``scale/``, Ray) call ``select`` and ``finish`` around their own labeling step.
+        """
         self.out_dir.mkdir(parents=True, exist_ok=True)
         report = _input_report(inputs)
         items, counts = [q for q, _ in inputs], [n for _, n in inputs]
@@ -227,24 +261,29 @@ class LabelJob:
         report.after_cap = len(kept)
         kept = kept if self.limit is None else kept[: self.limit]
         report.kept = len(kept)
+        return Selection(report, [items[i] for i in kept], [counts[i] for i in kept], [keys[i] for i in kept])
 
-        fp = labeler.fingerprint
-        hashes = {i: items[i].key(fp) for i in kept}
-        labels = self._label([items[i] for i in kept], labeler, report)
-        rows: list[dict[str, object]] = []
-        for i in kept:
-            d = labels[hashes[i]].to_dict()
-            row: dict[str, object] = {"query": items[i].query, "docs": list(items[i].docs), "count": counts[i]}
-            rows.append(row | {"pattern": keys[i]} | {k: d[k] for k in ("tags", "confidence", "abstained", "reason")})
-        write_jsonl(self.out_dir / "labels.jsonl", rows)
+    def finish(
+        self,
+        sel: Selection,
+        labels: dict[str, TeacherLabel],
+        fingerprint: str,
+        teacher: str,
+        price_per_1k: tuple[float, float],
+        start: float,
+    ) -> LabelReport:
+        """Writes labels.jsonl (one row per selected input, in order) and report.json from ``labels`` by key."""
+        report = sel.report
+        chosen = [labels[item.key(fingerprint)] for item in sel.items]
+        write_jsonl(self.out_dir / "labels.jsonl", sel.rows(chosen))
 
-        by_reason = Counter(labels[hashes[i]].reason for i in kept if labels[hashes[i]].abstained)
+        by_reason = Counter(label.reason for label in chosen if label.abstained)
         report.abstained = sum(by_reason.values())
         report.abstained_by_reason = dict(by_reason.most_common())
         report.backend_errors = sum(n for r, n in by_reason.items() if r.startswith(BACKEND_ERROR))
-        p_in, p_out = labeler.backend.price_per_1k
+        p_in, p_out = price_per_1k
         report.estimated_cost_usd = report.prompt_tokens / 1000 * p_in + report.completion_tokens / 1000 * p_out
-        report.teacher, report.fingerprint = labeler.backend.name, fp
+        report.teacher, report.fingerprint = teacher, fingerprint
         report.seconds = time.perf_counter() - start
         report.queries_per_s = report.labeled_now / report.seconds if report.seconds > 0 else 0.0
         _write_json(self.out_dir / "report.json", report.to_dict())
@@ -257,7 +296,7 @@ class LabelJob:
         call, so a kill loses at most the batch in flight.
         """
         cache_path = self.out_dir / "cache.jsonl"
-        cached = _read_cache(cache_path)
+        cached = read_cache(cache_path)
         fp = labeler.fingerprint
         wanted = {item.key(fp): item for item in items}
         labels = {k: cached[k] for k in wanted if k in cached}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cli.wiring import Stack, feed_builder, load_ranker, load_stack
+from cli.wiring import Stack, content_ranker, feed_builder, hybrid_curve, load_ranker, load_stack
 from recommender import SYSTEMS, ContextUpdater, Ranker, replay
 from recommender.offline import METRICS, collect, feature_importance, feedback_response, summarise_run
 
@@ -31,11 +31,25 @@ def load(world: Path, tagger: str, model: Path | None, progress: bool = False) -
 
 
 def evaluate_feeds(
-    stack: Stack, ranker: Ranker | None, users: int | None, n_boot: int = 1000, seed: int = 0, progress: bool = False
+    stack: Stack,
+    ranker: Ranker | None,
+    users: int | None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+    content: Ranker | None = None,
 ) -> dict[str, Any]:
     """Both populations x every system: mean and bootstrap 95 % interval of each metric, coverage."""
     run = collect(
-        stack.world, stack.catalog, stack.tagging, ranker, stack.cfg, max_users=users, seed=seed, progress=progress
+        stack.world,
+        stack.catalog,
+        stack.tagging,
+        ranker,
+        stack.cfg,
+        max_users=users,
+        seed=seed,
+        progress=progress,
+        content_ranker=content,
     )
     out = summarise_run(run, n_boot, seed)
     out["setup"] = run.setup
@@ -173,7 +187,9 @@ def run(
     progress: bool = False,
 ) -> dict[str, Any]:
     """The whole recommender section (what the report and ``03_recommender.ipynb`` compute)."""
-    out = evaluate_feeds(stack, ranker, users, n_boot, seed, progress)
+    content = content_ranker(stack, ranker)
+    out = evaluate_feeds(stack, ranker, users, n_boot, seed, progress, content)
+    out["history_curve"] = hybrid_curve(stack, ranker, content, users, progress=progress)
     out["ratios"] = ratios(out)
     uid, why = find_case_user(stack.world.path)
     out["case_study"] = {"why": why, **case_study(stack, ranker, uid)} if uid else {"why": why}
@@ -218,6 +234,23 @@ def figures(m: dict[str, Any]) -> dict[str, Figure]:
         for ax in (ax1, ax2):
             ax.tick_params(axis="y", labelsize=7)
         figs["recommender_importance"] = fig
+    curve = m.get("history_curve")
+    if curve:
+        buckets = list(curve)
+        fig, ax = new_figure(6, 3.6)
+        pos = np.arange(len(buckets))
+        for system, style in (("content", "s-"), ("cf", "^-"), ("full", "o-")):
+            curve_means = np.array([curve[b][system]["mean"] for b in buckets])
+            lo = np.array([curve[b][system]["ci95"][0] for b in buckets])
+            hi = np.array([curve[b][system]["ci95"][1] for b in buckets])
+            ax.plot(pos, curve_means, style, label="hybrid (full)" if system == "full" else system)
+            ax.fill_between(pos, lo, hi, alpha=0.15)
+        users = [curve[b]["full"]["users"] for b in buckets]
+        ax.set(xticks=list(pos), xlabel="clip events before the feed", ylabel="NDCG@10", ylim=(0, 1))
+        ax.set_xticklabels([f"{b}\n({n} users)" for b, n in zip(buckets, users, strict=True)], fontsize=8)
+        ax.set_title("hand-over from cold to warm (held-out warm users; bands: bootstrap 95 %)", fontsize=9)
+        ax.legend(fontsize=8)
+        figs["recommender_history_curve"] = fig
     fb = m.get("feedback")
     if fb:
         steps = list(fb)

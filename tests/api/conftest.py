@@ -11,8 +11,9 @@ import redis
 
 from api.embedded import EmbeddedRedis
 from api.services import Services
-from cli.wiring import build_services
+from cli.wiring import build_services, load_stack
 from clipfeed.settings import Settings
+from recommender import ContextUpdater, FeedBuilder
 
 
 @pytest.fixture(scope="session")
@@ -152,3 +153,18 @@ def search(eid: str, user: str, query: str, docs: tuple[str, ...] = (), ts: floa
         "query": query,
         "clicked_docs": [{"title": d} for d in docs],
     }
+
+
+def prior_services(world: Path, settings: Settings) -> Services:
+    """Services over a world whose feeds the prior score ranks (no trained ranker: cheap to build, and
+    independent of the shipped model) — what the served-impression log tests serve."""
+    stack = load_stack(world, prefetch=False)
+    return Services(
+        settings=settings,
+        world=stack.world,
+        catalog=stack.catalog,
+        tagging=stack.tagging,
+        builder=FeedBuilder(stack.catalog, None, stack.cfg),
+        updater=ContextUpdater(stack.cfg.signals),
+        world_path=world,
+    )

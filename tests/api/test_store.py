@@ -57,6 +57,21 @@ def test_context_round_trip(run: Callable[[Body], None]) -> None:
     run(body)
 
 
+def test_contexts_in_one_pipelined_batch_keep_existing_ones_unless_told(run: Callable[[Body], None]) -> None:
+    async def body(store: FeedStore) -> None:
+        users = [uid() for _ in range(20)]  # spread over every slot of a cluster
+        await store.put_context(users[0], {"online": True})
+        written = await store.put_contexts([(u, {"n": i}) for i, u in enumerate(users)], only_new=True)
+        assert written == [False] + [True] * 19
+        assert await store.get_context(users[0]) == {"online": True}
+        assert await store.get_context(users[7]) == {"n": 7}
+        assert await store.put_contexts([(users[0], {"n": 0})]) == [True]
+        assert await store.get_context(users[0]) == {"n": 0}
+        assert await store.put_contexts([]) == []
+
+    run(body)
+
+
 def test_events_are_claimed_once(run: Callable[[Body], None]) -> None:
     async def body(store: FeedStore) -> None:
         eid = uid()

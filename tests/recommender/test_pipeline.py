@@ -10,7 +10,7 @@ import pytest
 
 from cli.wiring import Stack
 from clipfeed.errors import ClipfeedError
-from recommender import FEATURES, ContextUpdater, FeedBuilder, Ranker, UserContext, evaluate, replay
+from recommender import FEATURES, SYSTEMS, ContextUpdater, FeedBuilder, Ranker, UserContext, evaluate, replay
 from recommender.candidates import TagVectorCache, generate, sibling_guard
 from recommender.config import FeedConfig, RecommenderConfig
 from recommender.evaluate import Truth
@@ -72,7 +72,7 @@ def test_tiny_ranker_beats_popularity_on_cold_users(stack: Stack, tiny_ranker: R
     assert tiny_ranker.meta["best_iteration"] >= 1 and tiny_ranker.meta["train_rows"] > 1000
     res = evaluate(stack.world, stack.catalog, stack.tagging, tiny_ranker, stack.cfg, progress=False)
     for population in ("cold", "warm"):
-        assert set(res[population]) == {"random", "popularity", "raw_keywords", "tags_unfiltered", "full"}
+        assert set(res[population]) == set(SYSTEMS)
         full, pop = res[population]["full"], res[population]["popularity"]
         assert full["ndcg@10"] > 2 * pop["ndcg@10"], res[population]
         assert full["topic_leak"] <= res[population]["random"]["topic_leak"] + 0.05

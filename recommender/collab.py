@@ -1,0 +1,280 @@
+"""Collaborative signals for warm users: item-item co-engagement and an implicit-feedback factor model.
+
+Both are fitted offline from logged clip events (the positives of :func:`positive_weight`:
+meaningful watches, likes, shares, comments) and used twice: as candidate sources (``coengage``,
+``factor``) and as ranker features (``coengage``, ``cf_score``). A cold user has no liked clips, so
+both give nothing and the feed is exactly the content-based one.
+
+The factor model is implicit's ALS (Hu, Koren & Volinsky 2008). Serving needs only its item factors:
+a user's vector is folded in from the clips in their context with ALS's own least-squares step, so
+a user's newest watch moves their vector at once, without refitting.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import sparse
+from threadpoolctl import threadpool_limits
+
+from clipfeed.errors import ClipfeedError
+from clipfeed.records import Event
+from recommender.signals import positive_weight
+
+MODEL_FILE = "collab.npz"
+META_FILE = "collab.json"
+
+
+class CollabConfig(BaseModel):
+    """How the collaborative models are fitted and used."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    factors: int = Field(default=32, ge=2, le=512, description="ALS latent dimensions.")
+    regularization: float = Field(default=0.1, ge=0)
+    alpha: float = Field(default=10.0, gt=0, description="Confidence per unit of positive weight (alpha*w).")
+    iterations: int = Field(default=15, ge=1)
+    neighbours: int = Field(default=50, ge=1, description="Co-engaged clips kept per clip.")
+    min_users: int = Field(default=1, ge=1, description="Users two clips must share to count as co-engaged.")
+    candidates: int = Field(default=30, ge=0, description="Candidates per collaborative source per feed.")
+    seed: int = 0
+    num_threads: int = Field(default=2, ge=1)
+
+
+@dataclass
+class CollabScores:
+    """Per candidate: the factor model's score and the co-engagement with the user's liked clips."""
+
+    cf_score: np.ndarray
+    coengage: np.ndarray
+
+
+class CollabModel:
+    """Item factors and a sparse top-k co-engagement graph over one catalog's clips."""
+
+    def __init__(
+        self,
+        ids: Sequence[str],
+        item_factors: np.ndarray,
+        neighbours: sparse.csr_matrix,
+        cfg: CollabConfig,
+        meta: dict[str, object] | None = None,
+    ) -> None:
+        self.ids = list(ids)
+        self.pos = {c: i for i, c in enumerate(self.ids)}
+        self.item_factors = item_factors.astype(np.float32)
+        self.neighbours = neighbours.tocsr().astype(np.float32)
+        self.cfg = cfg
+        self.meta = meta or {}
+        self.gram = (self.item_factors.T @ self.item_factors).astype(np.float64)  # Y^T Y, for the fold-in
+
+    # -- fitting ---------------------------------------------------------------------------------
+    @staticmethod
+    def interactions(
+        events: Iterable[Event], ids: Sequence[str], meaningful: float = 0.5
+    ) -> tuple[sparse.csr_matrix, list[str]]:
+        """(users x clips matrix of summed positive weight, user ids) from logged events."""
+        pos = {c: i for i, c in enumerate(ids)}
+        weights: dict[tuple[str, int], float] = defaultdict(float)
+        for e in events:
+            i = pos.get(e.clip_id or "")
+            if i is None:
+                continue
+            w = positive_weight(e.type.value, e.watch_ratio, meaningful)
+            if w > 0:
+                weights[(e.user_id, i)] += w
+        users = sorted({u for u, _ in weights})
+        row = {u: r for r, u in enumerate(users)}
+        keys = list(weights)
+        m = sparse.csr_matrix(
+            (
+                np.array([weights[k] for k in keys], dtype=np.float32),
+                ([row[u] for u, _ in keys], [i for _, i in keys]),
+            ),
+            shape=(len(users), len(ids)),
+        )
+        return m, users
+
+    @classmethod
+    def fit(
+        cls,
+        events: Iterable[Event],
+        ids: Sequence[str],
+        cfg: CollabConfig | None = None,
+        meaningful: float = 0.5,
+        progress: bool = False,
+    ) -> CollabModel:
+        """Fits ALS and the co-engagement graph on the positives in ``events`` (pass only events
+        before an evaluation split: the model must not see the future it is judged on)."""
+        from implicit.als import AlternatingLeastSquares  # imported here: serving needs only the factors
+
+        cfg = cfg or CollabConfig()
+        user_items, users = cls.interactions(events, ids, meaningful)
+        if user_items.nnz == 0:
+            raise ClipfeedError("no positive clip events (meaningful watches, likes) to fit collaborative signals on")
+        # implicit asks for single-threaded BLAS: its own threads do the parallel work.
+        with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(
+                factors=cfg.factors,
+                regularization=cfg.regularization,
+                alpha=cfg.alpha,
+                iterations=cfg.iterations,
+                random_state=cfg.seed,
+                num_threads=cfg.num_threads,
+                calculate_training_loss=False,
+            )
+            model.fit(user_items, show_progress=progress)
+        factors = np.asarray(model.item_factors, dtype=np.float32)
+        engaged = np.asarray((user_items > 0).sum(axis=0)).ravel()
+        factors[engaged == 0] = 0.0  # a clip nobody liked has only its random initialisation
+        meta: dict[str, object] = {
+            "users": len(users),
+            "clips_with_positives": int((engaged > 0).sum()),
+            "positives": int(user_items.nnz),
+        }
+        return cls(ids, factors, cls._coengagement(user_items, cfg), cfg, meta)
+
+    @staticmethod
+    def _coengagement(user_items: sparse.csr_matrix, cfg: CollabConfig) -> sparse.csr_matrix:
+        """Cosine between clips' sets of users who liked them (counts below ``min_users`` dropped), the
+        ``neighbours`` strongest per clip."""
+        liked = (user_items > 0).astype(np.float32).tocsc()
+        co = (liked.T @ liked).tocsr()
+        co.setdiag(0)
+        co.data[co.data < cfg.min_users] = 0
+        co.eliminate_zeros()
+        norms = np.sqrt(np.asarray(liked.sum(axis=0)).ravel())
+        norms[norms == 0] = 1.0
+        co = sparse.diags(1 / norms) @ co @ sparse.diags(1 / norms)
+        co = co.tocsr()
+        rows, cols, vals = [], [], []
+        for r in range(co.shape[0]):
+            lo, hi = co.indptr[r], co.indptr[r + 1]
+            if hi == lo:
+                continue
+            keep = np.argsort(-co.data[lo:hi], kind="stable")[: cfg.neighbours]
+            rows += [r] * len(keep)
+            cols += co.indices[lo:hi][keep].tolist()
+            vals += co.data[lo:hi][keep].tolist()
+        return sparse.csr_matrix((np.array(vals, dtype=np.float32), (rows, cols)), shape=co.shape)
+
+    # -- serving ---------------------------------------------------------------------------------
+    def _liked(self, liked: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        known = [(self.pos[c], w) for c, w in liked.items() if c in self.pos and w > 0]
+        if not known:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        return np.array([i for i, _ in known]), np.array([w for _, w in known], dtype=np.float64)
+
+    def user_vector(self, liked: Mapping[str, float]) -> np.ndarray | None:
+        """ALS's least-squares step for one user, from their liked clips:
+        ``u = (YᵀY + Yᵀ(C−I)Y + λI)⁻¹ YᵀCp`` with confidence ``C = alpha·w`` (implicit's convention for
+        the weights it was fitted on); None without any."""
+        idx, w = self._liked(liked)
+        if not len(idx):
+            return None
+        y = self.item_factors[idx].astype(np.float64)
+        conf = self.cfg.alpha * w
+        a = self.gram + (y.T * (conf - 1.0)) @ y + self.cfg.regularization * np.eye(y.shape[1])
+        out: np.ndarray = np.linalg.solve(a, y.T @ conf).astype(np.float32)
+        return out
+
+    def scores(self, liked: Mapping[str, float], catalog_ids: Sequence[str], idx: Sequence[int]) -> CollabScores:
+        """Both collaborative features for the candidates ``idx`` (positions in ``catalog_ids``)."""
+        n = len(idx)
+        cf, co = np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32)
+        lidx, w = self._liked(liked)
+        if not len(lidx) or not n:
+            return CollabScores(cf, co)
+        mine = np.array([self.pos.get(catalog_ids[i], -1) for i in idx])
+        known = mine >= 0
+        u = self.user_vector(liked)
+        if u is not None:
+            cf[known] = self.item_factors[mine[known]] @ u
+        # the weighted mean similarity of the candidate to the user's liked clips
+        sims = self.neighbours[lidx][:, mine[known]].toarray()
+        co[known] = (w @ sims / w.sum()).astype(np.float32)
+        return CollabScores(cf, co)
+
+    def candidates(self, liked: Mapping[str, float], top: int) -> dict[str, list[tuple[str, float]]]:
+        """Per source (``coengage``, ``factor``): the ``top`` clips by that source's score (liked clips
+        themselves excluded), as ``(clip_id, score)``; empty for a user with no liked clips."""
+        lidx, w = self._liked(liked)
+        if not len(lidx) or top <= 0:
+            return {"coengage": [], "factor": []}
+        mine = set(lidx.tolist())
+        co = np.asarray(w @ self.neighbours[lidx].toarray()).ravel() / w.sum()
+        co_order = [int(j) for j in np.argsort(-co, kind="stable")[: top + len(mine)] if co[j] > 0 and j not in mine]
+        out = {"coengage": [(self.ids[j], float(co[j])) for j in co_order[:top]]}
+        u = self.user_vector(liked)
+        fac = self.item_factors @ u if u is not None else np.zeros(len(self.ids))
+        fac_order = [int(j) for j in np.argsort(-fac, kind="stable")[: top + len(mine)] if j not in mine]
+        out["factor"] = [(self.ids[j], float(fac[j])) for j in fac_order[:top] if fac[j] > 0]
+        return out
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        nb = self.neighbours
+        np.savez_compressed(
+            path / MODEL_FILE,
+            item_factors=self.item_factors.astype(np.float16),  # scores need no more precision; half the size
+            nb_data=nb.data.astype(np.float16),
+            nb_indices=nb.indices.astype(np.int32),
+            nb_indptr=nb.indptr.astype(np.int64),
+        )
+        meta = {"config": self.cfg.model_dump(), "ids": self.ids, **self.meta}
+        (path / META_FILE).write_text(json.dumps(meta) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> CollabModel:
+        path = Path(directory)
+        try:
+            meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+            arrays = np.load(path / MODEL_FILE)
+        except FileNotFoundError as e:
+            raise ClipfeedError(f"{path}: no collaborative model here ({e.filename} missing)") from e
+        except (ValueError, OSError) as e:
+            raise ClipfeedError(f"{path}: unreadable collaborative model ({e})") from e
+        ids = [str(c) for c in meta.pop("ids")]
+        cfg = CollabConfig.model_validate(meta.pop("config"))
+        factors = arrays["item_factors"].astype(np.float32)
+        if factors.shape != (len(ids), cfg.factors):
+            raise ClipfeedError(f"{path}: factors {factors.shape} do not match {len(ids)} clips x {cfg.factors}")
+        nb = sparse.csr_matrix(
+            (arrays["nb_data"].astype(np.float32), arrays["nb_indices"], arrays["nb_indptr"]),
+            shape=(len(ids), len(ids)),
+        )
+        return cls(ids, factors, nb, cfg, meta)
+
+    @staticmethod
+    def present(directory: str | Path) -> bool:
+        return (Path(directory) / META_FILE).exists()
+
+
+COLLAB_FOLDS = 5
+
+
+def fold_of(user_id: str, folds: int = COLLAB_FOLDS) -> int:
+    """A user's fold (stable across runs and machines): out-of-fold collaborative features for
+    training, and the held-out users of the history-length curve."""
+    return zlib.crc32(f"fold:{user_id}".encode()) % folds
+
+
+def cf_ranking(model: CollabModel | None, liked: Mapping[str, float], exclude: set[str], n: int) -> list[str]:
+    """The collaborative-only baseline (``cf``): the factor model's top clips, then co-engaged clips;
+    nothing for a user with no liked clips (the caller tops up with popular clips)."""
+    if model is None:
+        return []
+    cands = model.candidates(liked, n + len(exclude))
+    out = [c for c, _ in cands["factor"] if c not in exclude][:n]
+    have = set(out)
+    out += [c for c, _ in cands["coengage"] if c not in exclude and c not in have][: n - len(out)]
+    return out
