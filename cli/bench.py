@@ -25,6 +25,7 @@ SCRIPTS = {
         "Served-impression log: training from it vs offline, feed latency with logging off/on, clean restart.",
     ),
     "scale": ("scale_bench.py", "Local vs Ray (1 and 2 workers): tagging and ranker-training throughput."),
+    "hybrid": ("hybrid_blend.py", "Can collaborative features add to the content score on warm users? (blend test)"),
     "ann": ("ann_bench.py", "ANN index (HNSW) on 1 M clip vectors: recall@100 against exact search, latency, build."),
 }
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}

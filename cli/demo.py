@@ -64,7 +64,7 @@ def main(world_dir: str) -> None:
     console.print(
         "\n[bold yellow]Note:[/] feeds still use the documented stand-in tagger (each query and clicked title is a "
         "tag, then the topic filter) until the student's effect on feeds is measured; set CLIPFEED_TAGGER=student "
-        "to serve with the student. `clipfeed bench` is not built yet (exit 3): run the scripts in benchmarks/."
+        "to serve with the student. `clipfeed bench --help` lists the benchmarks that print the README's figures."
     )
     console.print(
         "\n[bold]Starting the feed API[/] (`clipfeed serve`) on an embedded Redis; it prints example requests "

@@ -136,7 +136,7 @@ def eval_cmd(
     stack = load_stack(world, skip_invalid, classifier, progress=not json_out)
     if not (world / "truth" / "users.jsonl").exists():
         raise InputError(world / "truth", None, None, "offline evaluation needs the world's truth/ folder")
-    ranker = load_ranker(model)
+    ranker = load_ranker(model, stack)
     content = content_ranker(stack, ranker)  # the hybrid's content-only twin, trained here (seconds)
     results = evaluate(
         stack.world,
@@ -184,7 +184,7 @@ def feed_cmd(
     stack = load_stack(world, skip_invalid, classifier, prefetch=False)  # only this user's searches
     log = stack.world.users.get(user_id)
     ctx = replay(ContextUpdater(stack.cfg.signals), stack.catalog, stack.tagging, log) if log else None
-    builder = feed_builder(stack, load_ranker(model))
+    builder = feed_builder(stack, load_ranker(model, stack))
     feed = builder.build(ctx or UserContext(), limit, RequestContext(), explain=True, user_key=user_id)
     if log is None:
         feed.fallback = f"unknown user {user_id!r}: popular clips"

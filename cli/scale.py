@@ -136,7 +136,7 @@ def train_on_ray(
     """``ranker train --engine ray``: features on actors, LightGBM data-parallel on Ray Train; the
     collaborative model fitted on everyone is bound to the ranker, as ``train_ranker`` does."""
     from scale.engine import require_ray
-    from scale.ranker import train_ranker_on_ray
+    from scale.ranker import read_groups, train_ranker_on_ray
 
     require_ray()  # before loading the world
     spec = WorldSpec(str(world.resolve()), skip_invalid, _path(classifier), load_settings().tagger)
@@ -147,9 +147,10 @@ def train_on_ray(
     ranker, timing = train_ranker_on_ray(
         sorted(stack.world.users), factory, cfg, stack.split, work, progress=progress, **ray
     )
-    ranker.collab = fit_collab(stack, progress=progress)
-    ranker.meta["collab"] = True
-    return ranker, timing
+    # the collaborative residual (four features) is trained here, on top of the distributed content
+    # booster, from the same impression shards
+    groups = read_groups(work / "impressions")
+    return ranker.fit_residual(groups, cfg, stack.split, fit_collab(stack, progress=progress)), timing
 
 
 # --- world contexts -----------------------------------------------------------------------------

@@ -153,12 +153,29 @@ def hybrid_curve(
     return history_curve(stack.world, stack.catalog, stack.tagging, full, content_only, users, progress=progress)
 
 
-def load_ranker(model: Path | None) -> Ranker | None:
-    """The given model; else the shipped one if present; else None (the prior score ranks)."""
+def load_ranker(model: Path | None, stack: Stack | None = None) -> Ranker | None:
+    """The given model; else the shipped one if present; else None (the prior score ranks). With
+    ``stack``: bound to that world's catalog (:func:`for_catalog`)."""
     if model is not None:
-        return Ranker.load(model)
-    shipped = shipped_ranker_dir()
-    return Ranker.load(shipped) if (shipped / "ranker.json").exists() else None
+        ranker: Ranker | None = Ranker.load(model)
+    else:
+        shipped = shipped_ranker_dir()
+        ranker = Ranker.load(shipped) if (shipped / "ranker.json").exists() else None
+    return for_catalog(stack, ranker) if stack is not None and ranker is not None else ranker
+
+
+def for_catalog(stack: Stack, ranker: Ranker) -> Ranker:
+    """The ranker with a collaborative model of this world's catalog. Clip ids mean nothing across
+    catalogs (another world's ``c000010`` is another clip), so a model fitted on another catalog is
+    refitted from this world's events before the split (under a second here), with the same config;
+    a world with no positive events keeps the content part only."""
+    if ranker.collab is None or ranker.collab.ids == stack.catalog.ids:
+        return ranker
+    try:
+        collab = fit_collab(stack, ranker.collab.cfg)
+    except ClipfeedError:
+        return ranker.content_only()
+    return Ranker(ranker.booster, ranker.meta, collab, ranker.residual)
 
 
 def feed_builder(stack: Stack, ranker: Ranker | None) -> FeedBuilder:
@@ -186,7 +203,7 @@ def build_services(
         from recommender.ann import ClipVectorIndex
 
         stack.catalog.attach_ann(ClipVectorIndex.load(settings.ann_dir))
-    ranker = load_ranker(model)
+    ranker = load_ranker(model, stack)
     return Services(
         settings=settings,
         world=stack.world,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import zlib
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from recommender.config import RecommenderConfig
 from recommender.features import FEATURES, RequestContext, compute, tag_matches
 from recommender.ranker import Ranker, prior_score
 from recommender.signals import UserContext
+
+log = logging.getLogger("clipfeed.recommender")
 
 
 @dataclass
@@ -88,6 +91,10 @@ class FeedBuilder:
         # ``use_collab=False`` is the content-based system alone.
         own = ranker.collab if ranker is not None else None
         self.collab = (collab or own) if use_collab else None
+        if self.collab is not None and self.collab.ids != catalog.ids:
+            # another catalog's clip ids name other clips: rebind first (cli.wiring.for_catalog)
+            log.warning("the collaborative model was fitted on another catalog: not used")
+            self.collab = None
 
     def build(
         self,

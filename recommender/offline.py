@@ -146,7 +146,9 @@ CURVE_SYSTEMS = ("content", "cf", "full")
 
 
 def history_bucket(clip_events: int) -> str:
-    """>>> [history_bucket(n) for n in (0, 1, 4, 5, 20, 21)]
+    """The history-length bucket of a user with ``clip_events`` clip events.
+
+    >>> [history_bucket(n) for n in (0, 1, 4, 5, 20, 21)]
     ['0', '1-4', '1-4', '5-20', '5-20', '20+']
     """
     return "0" if clip_events == 0 else "1-4" if clip_events <= 4 else "5-20" if clip_events <= 20 else "20+"

@@ -156,6 +156,83 @@ _RES = [FEATURES.index(f) for f in RESIDUAL_FEATURES]
 _PRIOR = np.array([PRIOR_WEIGHTS.get(f, 0.0) for f in FEATURES], dtype=np.float64)
 
 
+@dataclass
+class _Rows:
+    x: np.ndarray
+    y: np.ndarray
+    groups: list[int]
+    position: np.ndarray | None
+
+
+def _split(data: TrainingData, split_ts: float) -> tuple[tuple[_Rows, _Rows], tuple[int, int]]:
+    """Training and validation rows by session time (the last tenth validates when none is later)."""
+    if not data.groups:
+        raise ClipfeedError("no training sessions: the world has no impressions with reactions")
+    if data.positions and len(data.positions) != len(data.groups):
+        raise ClipfeedError(f"positions for {len(data.positions)} of {len(data.groups)} training groups")
+    train_ix = [g for g, t in enumerate(data.times) if t < split_ts]
+    valid_ix = [g for g, t in enumerate(data.times) if t >= split_ts] or train_ix[-max(1, len(train_ix) // 10) :]
+
+    def rows(ix: list[int]) -> _Rows:
+        return _Rows(
+            np.concatenate([data.features[g] for g in ix]),
+            np.concatenate([data.labels[g] for g in ix]),
+            [data.groups[g] for g in ix],
+            np.concatenate([data.positions[g] for g in ix]) if data.positions else None,
+        )
+
+    return (rows(train_ix), rows(valid_ix)), (len(train_ix), len(valid_ix))
+
+
+def _fit(
+    cfg: RecommenderConfig,
+    names: list[str],
+    train: tuple[np.ndarray, _Rows, np.ndarray],
+    valid: tuple[np.ndarray, _Rows, np.ndarray],
+    extra: dict[str, Any],
+) -> tuple[lgb.Booster, float]:
+    """One LambdaRank booster from ``init_score`` (x, rows, start score), early-stopped on ``valid``;
+    returns it and its best validation NDCG@10."""
+    rc = cfg.ranker
+    params = {
+        "objective": "lambdarank",
+        "metric": "ndcg",
+        "ndcg_eval_at": [10],
+        "num_leaves": rc.num_leaves,
+        "learning_rate": rc.learning_rate,
+        "min_data_in_leaf": rc.min_data_in_leaf,
+        "seed": rc.seed,
+        "deterministic": True,
+        "num_threads": rc.num_threads,
+        "verbosity": -1,
+    } | extra
+
+    def dataset(part: tuple[np.ndarray, _Rows, np.ndarray], ref: lgb.Dataset | None = None) -> lgb.Dataset:
+        x, r, start = part
+        return lgb.Dataset(
+            x,
+            r.y,
+            group=r.groups,
+            feature_name=names,
+            init_score=start,
+            position=r.position,
+            reference=ref,
+            free_raw_data=False,
+        )
+
+    dtrain = dataset(train)
+    evals: dict[str, Any] = {}
+    booster = lgb.train(
+        params,
+        dtrain,
+        num_boost_round=rc.num_boost_round,
+        valid_sets=[dataset(valid, dtrain)],
+        valid_names=["valid"],
+        callbacks=[lgb.early_stopping(rc.early_stopping_rounds, verbose=False), lgb.record_evaluation(evals)],
+    )
+    return booster, float(evals["valid"]["ndcg@10"][booster.best_iteration - 1])
+
+
 def _content(x: np.ndarray) -> np.ndarray:
     """The rows as the content booster sees them: collaborative features zeroed."""
     out = x.copy()
@@ -205,99 +282,56 @@ class Ranker:
         collab: CollabModel | None = None,
         params: dict[str, Any] | None = None,
     ) -> Ranker:
-        """``params`` adds LightGBM parameters (the distributed trainer in ``scale/`` adds its network
+        """The content booster, then (with ``collab``) the collaborative residual on top of it.
+        ``params`` adds LightGBM parameters (the distributed trainer in ``scale/`` adds its network
         ones: each worker trains on its own groups and validates on all of them)."""
-        if not data.groups:
-            raise ClipfeedError("no training sessions: the world has no impressions with reactions")
-        train_ix = [g for g, t in enumerate(data.times) if t < split_ts]
-        valid_ix = [g for g, t in enumerate(data.times) if t >= split_ts] or train_ix[-max(1, len(train_ix) // 10) :]
-
-        if data.positions and len(data.positions) != len(data.groups):
-            raise ClipfeedError(f"positions for {len(data.positions)} of {len(data.groups)} training groups")
-
-        def arrays(ix: list[int]) -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray | None]:
-            x = np.concatenate([data.features[g] for g in ix])
-            y = np.concatenate([data.labels[g] for g in ix])
-            position = np.concatenate([data.positions[g] for g in ix]) if data.positions else None
-            return x, y, [data.groups[g] for g in ix], position
-
-        rc = cfg.ranker
-        base = {
-            "objective": "lambdarank",
-            "metric": "ndcg",
-            "ndcg_eval_at": [10],
-            "num_leaves": rc.num_leaves,
-            "learning_rate": rc.learning_rate,
-            "min_data_in_leaf": rc.min_data_in_leaf,
-            "seed": rc.seed,
-            "deterministic": True,
-            "num_threads": rc.num_threads,
-            "verbosity": -1,
-        } | (params or {})
-
-        def fit(
-            names: list[str],
-            sets: list[tuple[np.ndarray, np.ndarray, list[int], np.ndarray | None, np.ndarray]],
-            extra: dict[str, Any],
-        ) -> tuple[lgb.Booster, float]:
-            (xt, yt, gt, pt, it), (xv, yv, gv, pv, iv) = sets
-            dtrain = lgb.Dataset(xt, yt, group=gt, feature_name=names, init_score=it, position=pt, free_raw_data=False)
-            dvalid = lgb.Dataset(
-                xv,
-                yv,
-                group=gv,
-                feature_name=names,
-                init_score=iv,
-                position=pv,
-                reference=dtrain,
-                free_raw_data=False,
-            )
-            evals: dict[str, Any] = {}
-            booster = lgb.train(
-                base | extra,
-                dtrain,
-                num_boost_round=rc.num_boost_round,
-                valid_sets=[dvalid],
-                valid_names=["valid"],
-                callbacks=[lgb.early_stopping(rc.early_stopping_rounds, verbose=False), lgb.record_evaluation(evals)],
-            )
-            return booster, float(evals["valid"]["ndcg@10"][booster.best_iteration - 1])
-
-        (xt, yt, gt, pt), (xv, yv, gv, pv) = arrays(train_ix), arrays(valid_ix)
-        ct, cv = _content(xt), _content(xv)
-        booster, ndcg = fit(list(FEATURES), [(ct, yt, gt, pt, prior_score(xt)), (cv, yv, gv, pv, prior_score(xv))], {})
+        (train, valid), (n_train, n_valid) = _split(data, split_ts)
+        booster, ndcg = _fit(
+            cfg,
+            list(FEATURES),
+            (_content(train.x), train, prior_score(train.x)),
+            (_content(valid.x), valid, prior_score(valid.x)),
+            params or {},
+        )
         meta: dict[str, Any] = {
             "features": list(FEATURES),
             "config": cfg.model_dump(),
             "best_iteration": booster.best_iteration,
-            "train_groups": len(train_ix),
-            "valid_groups": len(valid_ix),
-            "train_rows": int(sum(gt)),
+            "train_groups": n_train,
+            "valid_groups": n_valid,
+            "train_rows": int(sum(train.groups)),
             "valid_ndcg@10": ndcg,
             "position_bias": "lightgbm unbiased lambdarank (Dataset position)" if data.positions else "none",
-            "collab": collab is not None,
+            "collab": False,
             "residual": False,
         }
-        residual = None
-        if collab is not None:
-            start_t = prior_score(xt) + booster.predict(ct, num_iteration=booster.best_iteration)
-            start_v = prior_score(xv) + booster.predict(cv, num_iteration=booster.best_iteration)
-            residual, res_ndcg = fit(
-                list(RESIDUAL_FEATURES),
-                [(xt[:, _RES], yt, gt, pt, start_t), (xv[:, _RES], yv, gv, pv, start_v)],
-                {
-                    # more co-engagement or a higher factor score never makes a clip less likely
-                    "monotone_constraints": [1 if f in MONOTONE_UP else 0 for f in RESIDUAL_FEATURES],
-                    "monotone_constraints_method": "advanced",
-                },
-            )
-            meta |= {
-                "residual": True,
-                "content_valid_ndcg@10": ndcg,
-                "valid_ndcg@10": res_ndcg,
-                "residual_best_iteration": residual.best_iteration,
-            }
-        return cls(booster, meta, collab, residual)
+        ranker = cls(booster, meta)
+        return ranker.fit_residual(data, cfg, split_ts, collab) if collab is not None else ranker
+
+    def fit_residual(self, data: TrainingData, cfg: RecommenderConfig, split_ts: float, collab: CollabModel) -> Ranker:
+        """This ranker's content booster plus a collaborative residual trained on top of its score
+        (on one machine: four features; the distributed trainer calls it after the content booster)."""
+        (train, valid), _ = _split(data, split_ts)
+        content = self.content_only()
+        residual, ndcg = _fit(
+            cfg,
+            list(RESIDUAL_FEATURES),
+            (train.x[:, _RES], train, content.predict(train.x)),
+            (valid.x[:, _RES], valid, content.predict(valid.x)),
+            {
+                # more co-engagement or a higher factor score never makes a clip less likely
+                "monotone_constraints": [1 if f in MONOTONE_UP else 0 for f in RESIDUAL_FEATURES],
+                "monotone_constraints_method": "advanced",
+            },
+        )
+        meta = self.meta | {
+            "collab": True,
+            "residual": True,
+            "content_valid_ndcg@10": self.meta.get("content_valid_ndcg@10", self.meta["valid_ndcg@10"]),
+            "valid_ndcg@10": ndcg,
+            "residual_best_iteration": residual.best_iteration,
+        }
+        return Ranker(self.booster, meta, collab, residual)
 
     def save(self, directory: str | Path) -> None:
         path = Path(directory)

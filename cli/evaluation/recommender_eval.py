@@ -27,7 +27,8 @@ ARGENTINA = ("655", "argentina")  # Travel Locations, the entity of the talk's e
 
 def load(world: Path, tagger: str, model: Path | None, progress: bool = False) -> tuple[Stack, Ranker | None]:
     """The world's stack (catalog, tagging, config) with the chosen tagger, and the ranker."""
-    return load_stack(world, tagger=tagger, progress=progress), load_ranker(model)
+    stack = load_stack(world, tagger=tagger, progress=progress)
+    return stack, load_ranker(model, stack)
 
 
 def evaluate_feeds(

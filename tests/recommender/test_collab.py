@@ -222,3 +222,18 @@ def test_hybrid_ranks_a_cold_user_exactly_as_its_content_part(stack: Stack, tiny
     # contributions still add up to the score
     contrib = tiny_ranker.contributions(x[:5])
     assert np.allclose(contrib.sum(axis=1), hybrid[:5], atol=1e-6)
+
+
+def test_a_ranker_of_another_catalog_gets_a_collaborative_model_of_this_one(stack: Stack) -> None:
+    """The shipped ranker's model was fitted on the default world's clips; on another world its clip
+    ids name other clips, so loading for that world refits it there (and a bare FeedBuilder refuses it)."""
+    from cli.wiring import for_catalog, load_ranker
+
+    shipped = load_ranker(None)
+    assert shipped is not None and shipped.collab is not None and shipped.residual is not None
+    assert shipped.collab.ids != stack.catalog.ids
+    assert FeedBuilder(stack.catalog, shipped, stack.cfg).collab is None
+    bound = for_catalog(stack, shipped)
+    assert bound.collab is not None and bound.collab.ids == stack.catalog.ids
+    assert bound.residual is shipped.residual and bound.booster is shipped.booster
+    assert load_ranker(None, stack).collab.ids == stack.catalog.ids  # type: ignore[union-attr]
