@@ -326,6 +326,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--search-rate", type=float, default=100, help="requests/s, 1 in 5 a new search")
     parser.add_argument("--tagger", default="standin", choices=["standin", "student"])
+    parser.add_argument("--server-workers", type=int, default=1, help="`clipfeed serve --workers N` (one Redis)")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
@@ -345,7 +346,7 @@ def main() -> None:
         }
         exe = Path(sys.executable).with_name("clipfeed")
         proc = subprocess.Popen(
-            [str(exe), "serve", "--world", str(world), "--port", str(port)],
+            [str(exe), "serve", "--world", str(world), "--port", str(port), "--workers", str(args.server_workers)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -366,7 +367,13 @@ def main() -> None:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)
         results["in_process_feed_ms"] = in_process_feed_ms(world)
-    results["config"] = {"seconds": args.seconds, "tagger": args.tagger, "users": args.users, "cpus": os.cpu_count()}
+    results["config"] = {
+        "seconds": args.seconds,
+        "tagger": args.tagger,
+        "users": args.users,
+        "cpus": os.cpu_count(),
+        "server_workers": args.server_workers,
+    }
     if args.json_out is not None:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(results))

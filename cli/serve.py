@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli.output import stdout
 from clipfeed.settings import load_settings
 from clipfeed.world import WorldConfig, build_world
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def default_world(cache_dir: Path, seed: int) -> Path:
@@ -52,6 +56,25 @@ def example_requests(base: str, user: str, key: str | None) -> list[str]:
     ]
 
 
+_WORKER_ENV = "CLIPFEED_SERVE_WORKER"  # how `serve --workers N` tells its workers what to serve
+
+
+def worker_app() -> FastAPI:
+    """One worker of ``clipfeed serve --workers N`` (uvicorn calls it in each process): the same world,
+    models and Redis as the parent, which started the embedded Redis if there is one."""
+    from api.app import create_app
+    from api.store import RedisStore
+    from cli.wiring import build_services
+
+    spec = json.loads(os.environ[_WORKER_ENV])
+    settings = load_settings()
+    services = build_services(settings, Path(spec["world"]), Path(spec["model"]) if spec["model"] else None)
+    store = RedisStore(
+        spec["url"], settings.redis_pool_size, settings.redis_timeout_s, settings.context_ttl_days * 86400
+    )
+    return create_app(services, store)
+
+
 def serve_cmd(
     world: Annotated[
         Path | None,
@@ -60,6 +83,15 @@ def serve_cmd(
     host: Annotated[str | None, typer.Option("--host")] = None,
     port: Annotated[int | None, typer.Option("--port", min=1, max=65535)] = None,
     model: Annotated[Path | None, typer.Option("--model", help="Ranker directory (default: shipped).")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Server processes sharing one Redis (the API keeps no state of its own; 1 = this process).",
+        ),
+    ] = 1,
 ) -> None:
     """Start the feed API (embedded Redis with append-only persistence unless CLIPFEED_REDIS_URL is set)."""
     import uvicorn
@@ -97,7 +129,23 @@ def serve_cmd(
     for line in example_requests(base, cold, keys[0] if keys else None):
         stdout.print(f"  {line}", highlight=False, markup=False)
     try:
-        uvicorn.run(app, host=host, port=port, log_level=settings.log_level)
+        if workers == 1:
+            uvicorn.run(app, host=host, port=port, log_level=settings.log_level)
+        else:
+            # Each worker process builds its own services from the same world and models and talks to
+            # the one Redis started (or named) here; uvicorn's supervisor restarts a worker that dies.
+            os.environ.update(
+                {_WORKER_ENV: json.dumps({"world": str(world_dir), "model": str(model) if model else None, "url": url})}
+            )
+            stdout.print(f"{workers} worker processes", highlight=False)
+            uvicorn.run(
+                "cli.serve:worker_app",
+                factory=True,
+                workers=workers,
+                host=host,
+                port=port,
+                log_level=settings.log_level,
+            )
     finally:
         if embedded is not None:
             embedded.stop()

@@ -27,10 +27,12 @@ from clipfeed.errors import ConfigError
 
 ENV_PREFIX = "CLIPFEED_"
 # Environment variables with the prefix that are not settings fields but are still meaningful (the last
-# three are the console browser tests' knobs: artifacts folder, chromium path, rewrite docs/console.png).
+# three are the console browser tests' knobs: artifacts folder, chromium path, rewrite docs/console.png;
+# CLIPFEED_SERVE_WORKER is what `clipfeed serve --workers N` hands its worker processes).
 _ENV_NOT_FIELDS = {
     "CLIPFEED_CONFIG",
     "CLIPFEED_DEBUG",
+    "CLIPFEED_SERVE_WORKER",
     "CLIPFEED_ARTIFACTS",
     "CLIPFEED_CHROMIUM",
     "CLIPFEED_UPDATE_SCREENSHOT",

@@ -94,7 +94,7 @@ def write_contexts(
             ContextWriter,
             fn_constructor_kwargs={"factory": factory, "store_factory": store_factory, "overwrite": overwrite},
             batch_size=batch_size,
-            compute=ray.data.ActorPoolStrategy(size=res.workers),
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.workers),
             num_cpus=res.num_cpus,
         )
         parts = out.take_all()

@@ -155,16 +155,27 @@ def label_pending(
             "fingerprint": fingerprint,
         },
         batch_size=batch_size,
-        compute=ray.data.ActorPoolStrategy(size=res.workers),
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.workers),
         num_cpus=res.num_cpus,
         num_gpus=res.num_gpus,
-    )  # Ray Data restarts a dead actor and retries its task (max_restarts / max_task_retries = -1)
-    for row in out.iter_rows():
-        label = TeacherLabel.from_dict(json.loads(row["label"]))
-        labels[str(row["key"])] = label
-        report.labeled_now += 1
-        report.prompt_tokens += label.prompt_tokens
-        report.completion_tokens += label.completion_tokens
+    )  # Ray Data restarts a dead actor and retries its task (max_restarts / max_task_retries = -1);
+    # min_size=1: a job starts with the CPUs there are (an actor of a failed run whose kill RPC failed
+    # can hold one for a long while) and grows the pool as more free up, instead of waiting for all.
+    rows_out = iter(out.iter_rows())
+    try:
+        for row in rows_out:
+            label = TeacherLabel.from_dict(json.loads(row["label"]))
+            labels[str(row["key"])] = label
+            report.labeled_now += 1
+            report.prompt_tokens += label.prompt_tokens
+            report.completion_tokens += label.completion_tokens
+    finally:
+        # Closing the iterator shuts Ray Data's executor and its actor pool down now. Left to the
+        # garbage collector, a failed run's actors live on while its traceback is held (a caller
+        # that retries, or a test) and keep their CPUs: the next job waits for them forever.
+        close = getattr(rows_out, "close", None)
+        if close is not None:
+            close()
     return labels
 
 

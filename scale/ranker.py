@@ -151,7 +151,7 @@ def build_impressions(
         FeatureActor,
         fn_constructor_kwargs={"factory": factory, "parts": res.workers},
         batch_size=users_per_batch,
-        compute=ray.data.ActorPoolStrategy(size=res.workers),
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.workers),
         num_cpus=res.num_cpus,
     ).materialize()
     count = int(rows.count())

@@ -23,12 +23,15 @@ def _free_port() -> int:
 
 @pytest.mark.redis
 @pytest.mark.slow
-def test_serve_with_embedded_redis(small_world: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_with_embedded_redis(small_world: Path, tmp_path: Path, workers: int) -> None:
+    """One process, or several worker processes sharing the one embedded Redis: an event posted
+    through any of them is in the next feed from every one of them."""
     port = _free_port()
     env = {**os.environ, "CLIPFEED_DATA_DIR": str(tmp_path / "data"), "CLIPFEED_API_KEYS": "k1"}
     exe = Path(sys.executable).with_name("clipfeed")
     proc = subprocess.Popen(
-        [str(exe), "serve", "--world", str(small_world), "--port", str(port)],
+        [str(exe), "serve", "--world", str(small_world), "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -36,7 +39,7 @@ def test_serve_with_embedded_redis(small_world: Path, tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
+        for _ in range(240):
             try:
                 urllib.request.urlopen(f"{base}/readyz", timeout=1)
                 break
@@ -58,8 +61,13 @@ def test_serve_with_embedded_redis(small_world: Path, tmp_path: Path) -> None:
             headers={"Content-Type": "application/json", "X-API-Key": "k1"},
         )
         assert json.load(urllib.request.urlopen(req, timeout=5))["accepted"] == 1
-        feed = json.load(urllib.request.urlopen(f"{base}/v1/users/e2e/feed?limit=3", timeout=5))
-        assert feed["items"][0]["topics"] == ["545"] and feed["arm"] == "full"
+        for _ in range(6):  # each a new connection: the workers share the listening socket
+            feed = json.load(urllib.request.urlopen(f"{base}/v1/users/e2e/feed?limit=3", timeout=5))
+            assert feed["items"][0]["topics"] == ["545"] and feed["arm"] == "full"
+        if workers > 1:
+            children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            servers = [c for c in children if "redis-server" not in Path(f"/proc/{c}/cmdline").read_text()]
+            assert len(servers) >= workers, children
         assert (tmp_path / "data" / "redis" / "appendonly.aof").exists() or any(
             (tmp_path / "data" / "redis").glob("appendonly*")
         )

@@ -250,14 +250,9 @@ def test_cli_builds_an_index_the_catalog_accepts(
     assert main(["ranker", "index", "--world", str(tmp_path / "nope"), "--out", str(out)]) == 2
 
 
-def test_api_services_load_the_index_when_set(
-    small_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from cli import wiring
+def test_api_services_load_the_index_when_set(small_world: Path, tmp_path: Path) -> None:
     from cli.wiring import build_services
     from clipfeed.settings import Settings
-
-    monkeypatch.setattr(wiring, "load_ranker", lambda model: None)  # the ranker is not what this tests
 
     assert build_services(Settings(), small_world).catalog.ann is None  # unset: exact search
     assert main(["ranker", "index", "--world", str(small_world), "--out", str(tmp_path / "ann"), "--json"]) == 0
