@@ -380,7 +380,7 @@ def main() -> None:
 
     def brief(x: Any) -> Any:  # the printed figures, without the raw latency lists
         if isinstance(x, dict):
-            return {k: brief(v) for k, v in x.items() if not k.endswith("_latencies_ms")}
+            return {k: brief(v) for k, v in x.items() if not str(k).endswith("_latencies_ms")}
         return [brief(v) for v in x] if isinstance(x, list) else x
 
     print(json.dumps(brief(results), indent=2))
