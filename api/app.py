@@ -418,6 +418,7 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
                 exclude=served,
                 user_key=user_id,
                 contributions=features,
+                served_rows=servelog is not None,
             )
             if arm == "shuffle":
                 order = list(range(len(feed.items)))

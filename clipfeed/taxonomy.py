@@ -48,6 +48,7 @@ class Taxonomy:
         self.nodes = nodes
         self.not_clip_worthy = dict(not_clip_worthy or {})
         self._children: dict[str | None, list[str]] = {}
+        self._chains: dict[str, tuple[str, ...]] = {}
         for node in nodes.values():
             self._children.setdefault(node.parent, []).append(node.id)
 
@@ -80,12 +81,15 @@ class Taxonomy:
 
     def ancestors(self, node_id: str) -> list[str]:
         """This node and its ancestors, nearest first."""
-        out = [node_id]
-        node = self.node(node_id)
-        while node.parent is not None:
-            out.append(node.parent)
-            node = self.node(node.parent)
-        return out
+        chain = self._chains.get(node_id)
+        if chain is None:  # computed once per node: feeds ask for the same few topics all the time
+            out = [node_id]
+            node = self.node(node_id)
+            while node.parent is not None:
+                out.append(node.parent)
+                node = self.node(node.parent)
+            chain = self._chains[node_id] = tuple(out)
+        return list(chain)
 
     def tier1_of(self, node_id: str) -> str:
         return self.ancestors(node_id)[-1]

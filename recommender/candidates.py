@@ -6,8 +6,6 @@ already seen are excluded; the result holds between ``min_candidates`` and ``max
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from clipfeed.text import tokens
@@ -15,24 +13,78 @@ from recommender.catalog import CatalogIndex
 from recommender.collab import CollabModel
 from recommender.config import CandidateConfig
 from recommender.signals import UserContext
+from recommender.topk import top_k
 
 SOURCES = ("topic", "watch_topic", "embedding", "keyword", "creator", "coengage", "factor", "popular")
 
 
-@dataclass
 class Candidates:
-    index: list[int] = field(default_factory=list)
-    sources: dict[int, set[str]] = field(default_factory=dict)
-    tag_sim: dict[int, float] = field(default_factory=dict)
-    best_tag: dict[int, str] = field(default_factory=dict)
-    keyword: dict[int, float] = field(default_factory=dict)
+    """The candidates of one feed: their catalog positions in the order sources first added them,
+    and per clip the sources that proposed it (a bit per ``SOURCES`` entry).
 
-    def add(self, i: int, source: str, prelim: float, scores: dict[int, float]) -> None:
-        if i not in self.sources:
-            self.sources[i] = set()
-            self.index.append(i)
-        self.sources[i].add(source)
-        scores[i] = max(scores.get(i, 0.0), prelim)
+    Sources add whole arrays of clips (``add``); the per-clip state lives in catalog-sized arrays
+    allocated with ``np.zeros`` (calloc: only the pages of touched clips cost anything)."""
+
+    def __init__(self, n_clips: int) -> None:
+        self._bits = np.zeros(n_clips, dtype=np.uint16)
+        self._prelim = np.zeros(n_clips, dtype=np.float64)
+        self._order: list[np.ndarray] = []
+        self._index: list[int] | None = []
+        self.tag_sim: dict[int, float] = {}
+        self.best_tag: dict[int, str] = {}
+        self.keyword: dict[int, float] = {}
+
+    def add(self, clips: np.ndarray, source: str, prelim: float | np.ndarray) -> None:
+        """Adds ``clips`` (distinct catalog positions) as proposed by ``source`` with a preliminary
+        score each (the max over sources is kept: it decides who stays when there are too many)."""
+        if not len(clips):
+            return
+        new = clips[self._bits[clips] == 0]
+        if len(new):
+            self._order.append(new)
+            self._index = None
+        self._bits[clips] |= _BIT[source]
+        self._prelim[clips] = np.maximum(self._prelim[clips], prelim)
+
+    def add_new(self, clips: np.ndarray, source: str) -> None:
+        """Adds those of ``clips`` no source proposed yet (the popularity fill), score 0."""
+        self.add(clips[self._bits[clips] == 0], source, 0.0)
+
+    def has(self, clips: np.ndarray) -> np.ndarray:
+        return np.asarray(self._bits[clips] != 0)
+
+    def positions(self) -> np.ndarray:
+        return np.concatenate(self._order) if self._order else np.zeros(0, dtype=np.int64)
+
+    def keep(self, n: int) -> None:
+        """Keeps the ``n`` best by preliminary score (ties: the earlier added), in added order."""
+        at = self.positions()
+        if len(at) <= n:
+            return
+        chosen = np.sort(top_k(self._prelim[at], n))
+        # the dropped keep their bits: no later source (the popularity fill) brings them back
+        self._order = [at[chosen]]
+        self._index = None
+
+    @property
+    def index(self) -> list[int]:
+        if self._index is None:
+            self._index = self.positions().tolist()
+        return self._index
+
+    def __len__(self) -> int:
+        return sum(len(a) for a in self._order)
+
+    def sources_of(self, i: int) -> set[str]:
+        bits = int(self._bits[i])
+        return {name for name, bit in _BIT.items() if bits & bit}
+
+    @property
+    def sources(self) -> dict[int, set[str]]:
+        return {i: self.sources_of(i) for i in self.index}
+
+
+_BIT = {name: 1 << k for k, name in enumerate(SOURCES)}
 
 
 def sibling_guard(ctx: UserContext, catalog: CatalogIndex) -> set[str]:
@@ -80,13 +132,12 @@ def generate(
     use_topics: bool = True,
     collab: CollabModel | None = None,
 ) -> Candidates:
-    seen = set(ctx.seen)
-    out = Candidates()
-    prelim: dict[int, float] = {}
+    distinct_seen = set(ctx.seen)
+    seen = [j for j in (catalog.pos.get(c) for c in distinct_seen) if j is not None]
+    n_seen = len(distinct_seen)  # lists are cut at top + |seen|, before the seen clips are dropped
+    out = Candidates(len(catalog.ids))
     guard = sibling_guard(ctx, catalog) if use_topics else set()
-
-    def ok(i: int) -> bool:
-        return catalog.ids[i] not in seen and catalog.topic[i] not in guard
+    allowed = catalog.allowed(guard, seen)
 
     if use_topics:
         intent = {t: a.intent - 0.5 * a.skip for t, a in ctx.topics.items() if a.intent > 0}
@@ -94,16 +145,11 @@ def generate(
         for source, weights in (("topic", intent), ("watch_topic", watched)):
             total = sum(w for w in weights.values() if w > 0)
             for topic, w in sorted(weights.items(), key=lambda kv: -kv[1]):
-                if w <= 0:
+                clips = catalog.topic_clips.get(topic)
+                if w <= 0 or clips is None:
                     continue
                 quota = max(5, int(cfg.per_topic * w / total))
-                taken = 0
-                for i in catalog.by_topic.get(topic, []):
-                    if ok(i):
-                        out.add(i, source, w / total, prelim)
-                        taken += 1
-                        if taken >= quota:
-                            break
+                out.add(clips[allowed[clips]][:quota], source, w / total)
     tags = list(ctx.tags)
     if tags:
         vecs = vectors.get(tags)
@@ -111,7 +157,7 @@ def generate(
             # each tag's nearest clips from the ANN index, merged per clip by its best tag: the merged
             # top embedding_top + |seen| are the exact branch's (a clip missing from a tag's list scores
             # below all of that list, so below this many clips), up to the index's recall
-            want = cfg.embedding_top + len(seen)
+            want = cfg.embedding_top + n_seen
             found, scores = catalog.ann.knn(vecs, want)
             best_sim: dict[int, tuple[float, int]] = {}
             for t, (cids, row) in enumerate(zip(found, scores, strict=True)):
@@ -119,57 +165,55 @@ def generate(
                     row_of = catalog.pos.get(cid)
                     if row_of is not None and (row_of not in best_sim or s > best_sim[row_of][0]):
                         best_sim[row_of] = (s, t)
-            n = 0
-            for i, (s, t) in sorted(best_sim.items(), key=lambda kv: (-kv[1][0], kv[0]))[:want]:
+            merged = sorted(best_sim.items(), key=lambda kv: (-kv[1][0], kv[0]))[:want]
+            for i, (s, t) in merged:
                 out.tag_sim[i] = s
                 out.best_tag[i] = tags[t]
-                if ok(i) and n < cfg.embedding_top:
-                    out.add(i, "embedding", s, prelim)
-                    n += 1
+            at = np.array([i for i, _ in merged], dtype=np.int64)
+            sims = np.array([s for _, (s, _) in merged])
+            ok = allowed[at] if len(at) else np.zeros(0, dtype=bool)
+            out.add(at[ok][: cfg.embedding_top], "embedding", sims[ok][: cfg.embedding_top])
         elif len(vecs) and catalog.vectors is not None:
-            sims = catalog.vectors @ vecs.T
-            best = sims.argmax(axis=1)
-            top = sims.max(axis=1)
-            order = np.argsort(-top)[: cfg.embedding_top + len(seen)]
-            n = 0
-            for i in order:
-                i = int(i)
-                out.tag_sim[i] = float(top[i])
-                out.best_tag[i] = tags[int(best[i])]
-                if ok(i) and n < cfg.embedding_top:
-                    out.add(i, "embedding", float(top[i]), prelim)
-                    n += 1
+            # tags x clips: a max down the short axis is ~10x cheaper than an argmax along it, so
+            # the best tag is looked up only for the clips that make the cut
+            sims = vecs @ catalog.vectors.T
+            top = sims.max(axis=0)
+            order = top_k(top, cfg.embedding_top + n_seen)
+            best = sims[:, order].argmax(axis=0)
+            out.tag_sim = dict(zip(order.tolist(), top[order].astype(np.float64).tolist(), strict=True))
+            out.best_tag = dict(zip(order.tolist(), [tags[b] for b in best.tolist()], strict=True))
+            ok = order[allowed[order]][: cfg.embedding_top]
+            out.add(ok, "embedding", top[ok].astype(np.float64))
         words = [w for t in tags for w in tokens(t)]
-        kw = catalog.keyword_scores(words)
-        if kw:
-            top_kw = max(kw.values())
-            for i, s in sorted(kw.items(), key=lambda kv: -kv[1])[: cfg.keyword_top + len(seen)]:
-                out.keyword[i] = s / top_kw
-                if ok(i):
-                    out.add(i, "keyword", s / top_kw, prelim)
+        kw_clips, kw = catalog.keyword_ranked(words)
+        if len(kw_clips):
+            kw_clips, kw = kw_clips[: cfg.keyword_top + n_seen], kw[: cfg.keyword_top + n_seen] / kw[0]
+            out.keyword = dict(zip(kw_clips.tolist(), kw.tolist(), strict=True))
+            ok = allowed[kw_clips]
+            out.add(kw_clips[ok], "keyword", kw[ok])
     for creator, aff in ctx.creators.items():
-        if aff.follow > 0 or aff.watch + aff.engage > 1.0:
-            for i in catalog.by_creator.get(creator, [])[:10]:
-                if ok(i):
-                    out.add(i, "creator", 0.5 + aff.follow, prelim)
+        clips = catalog.creator_clips.get(creator)
+        if clips is not None and (aff.follow > 0 or aff.watch + aff.engage > 1.0):
+            clips = clips[:10]
+            out.add(clips[allowed[clips]], "creator", 0.5 + aff.follow)
     if collab is not None and ctx.liked:
         # Warm users only: clips co-engaged with theirs, and the factor model's top clips.
-        for source, ranked in collab.candidates(ctx.liked, collab.cfg.candidates + len(seen)).items():
-            top = max((s for _, s in ranked), default=0.0)
-            n = 0
-            for cid, s in ranked:
-                j = catalog.pos.get(cid)
-                if j is not None and ok(j) and n < collab.cfg.candidates:
-                    out.add(j, source, s / top if top > 0 else 0.0, prelim)
-                    n += 1
-    if len(out.index) > cfg.max_candidates:
-        keep = sorted(out.index, key=lambda i: -prelim[i])[: cfg.max_candidates]
-        keep_set = set(keep)
-        out.index = [i for i in out.index if i in keep_set]
-    for i in catalog.popularity_rank:
-        if len(out.index) >= cfg.min_candidates:
-            break
-        i = int(i)
-        if ok(i) and i not in out.sources:
-            out.add(i, "popular", 0.0, prelim)
+        for source, (clips, scores) in collab.candidate_positions(ctx.liked, catalog.ids, n_seen).items():
+            top = scores[0] if len(scores) else 0.0  # best first: normalised by the best, seen or not
+            ok = allowed[clips]
+            clips, scores = clips[ok][: collab.cfg.candidates], scores[ok][: collab.cfg.candidates]
+            out.add(clips, source, scores / top if top > 0 else 0.0)
+    out.keep(cfg.max_candidates)
+    need = cfg.min_candidates - len(out)
+    if need > 0:
+        # the most popular allowed clips no source proposed, enough to reach min_candidates
+        rank = catalog.popularity_rank
+        span = min(len(rank), cfg.min_candidates + n_seen + len(out) + 64)
+        while True:
+            head = rank[:span]
+            fresh = head[allowed[head] & ~out.has(head)]
+            if len(fresh) >= need or span >= len(rank):
+                break
+            span = min(len(rank), span * 4)
+        out.add_new(fresh[:need], "popular")
     return out

@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
 
 from clipfeed.errors import ClipfeedError
 from clipfeed.protocols import TextEncoder
@@ -70,21 +69,24 @@ class CatalogIndex:
         for lists in (self.by_topic, self.by_creator):
             for k in lists:
                 lists[k].sort(key=lambda i: -self.log_views[i])
+        # The same lists as arrays, for candidate generation (it filters and takes whole lists per feed).
+        self.topic_clips = {t: np.asarray(ix, dtype=np.int64) for t, ix in self.by_topic.items()}
+        self.creator_clips = {c: np.asarray(ix, dtype=np.int64) for c, ix in self.by_creator.items()}
+        self.token_clips = {t: np.asarray(ix, dtype=np.int64) for t, ix in self.by_token.items()}
+        # topics and creators as codes, so that per-candidate lookups are array gathers
+        self.topic_names = list(self.by_topic)
+        self.topic_tier1 = [taxonomy.tier1_of(t) if t in taxonomy else t for t in self.topic_names]
+        self.topic_code = {t: k for k, t in enumerate(self.topic_names)}
+        self.topic_of = np.array([self.topic_code[t] for t in self.topic], dtype=np.int64)
+        self.creator_code = {c: k for k, c in enumerate(self.by_creator)}
+        self.creator_of = np.array([self.creator_code[c] for c in self.creator], dtype=np.int64)
+        self._guard_masks: dict[frozenset[str], np.ndarray] = {}
         # Each catalog topic's tier 1 and ancestors, computed once (the sibling guard reads them per feed).
         self.topic_lineage: dict[str, tuple[str, frozenset[str]]] = {
             t: (taxonomy.tier1_of(t), frozenset(taxonomy.ancestors(t))) for t in self.by_topic if t in taxonomy
         }
         n = len(self.clips)
         self.idf = {t: math.log((n + 1) / (len(ix) + 1)) + 1.0 for t, ix in self.by_token.items()}
-        # clip x token incidence (1 where the clip's text has the token), for vectorised overlaps
-        self.token_col = {t: j for j, t in enumerate(self.by_token)}
-        rows = [i for i, toks in enumerate(self.clip_tokens) for _ in toks]
-        cols = [self.token_col[t] for toks in self.clip_tokens for t in toks]
-        self.incidence = sparse.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, len(self.token_col))
-        )
-        # by column too: an overlap reads only the columns of the user's tag words (a few dozen)
-        self.incidence_csc = self.incidence.tocsc()
         self._aligned: dict[str, str] = {}
         self.encoder = encoder
         self.vectors: np.ndarray | None = None
@@ -188,30 +190,71 @@ class CatalogIndex:
                 scores[i] += idf
         return scores
 
+    def keyword_ranked(self, words: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``keyword_scores`` as arrays, best first: (clip indices, scores). Ties keep the order in
+        which the dict version first meets the clips, so both rank the same clips the same way."""
+        hits, weights = [], []
+        for w in dict.fromkeys(words):
+            idf = self.idf.get(w)
+            if idf is not None:
+                hits.append(self.token_clips[w])
+                weights.append(np.full(len(self.token_clips[w]), idf))
+        if not hits:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        flat = np.concatenate(hits)
+        clips, first, inverse = np.unique(flat, return_index=True, return_inverse=True)
+        # bincount adds in input order: each clip's sum is added word by word, as keyword_scores does
+        scores = np.bincount(inverse, weights=np.concatenate(weights), minlength=len(clips))
+        order = np.lexsort((first, -scores))
+        return clips[order], scores[order]
+
+    def allowed(self, guard: set[str], seen: Iterable[int]) -> np.ndarray:
+        """A mask over clips: False for clips of a ``guard`` topic and for the ``seen`` positions.
+        The guard part is cached per guard set (a handful of distinct sets serve most users)."""
+        key = frozenset(guard)
+        base = self._guard_masks.get(key)
+        if base is None:
+            blocked = np.zeros(len(self.topic_code), dtype=bool)
+            blocked[[self.topic_code[t] for t in key if t in self.topic_code]] = True
+            base = ~blocked[self.topic_of]
+            if len(self._guard_masks) >= 256:
+                self._guard_masks.clear()
+            self._guard_masks[key] = base
+        out = base.copy()
+        out[np.fromiter(seen, dtype=np.int64)] = False
+        return out
+
     def token_overlap(self, idx: list[int], word_sets: list[set[str]]) -> np.ndarray:
         """(len(idx) x len(word_sets)) idf-weighted share of each word set found in each clip's text."""
-        cols, rows, vals = [], [], []
+        words: dict[str, int] = {}
         norms = np.zeros(len(word_sets), dtype=np.float32)
+        cells: list[tuple[int, int, float]] = []
         for j, ws in enumerate(word_sets):
             for w in sorted(ws):  # a fixed order: float sums must not depend on the hash seed
                 idf = self.idf.get(w)
                 if idf is not None:
-                    rows.append(self.token_col[w])
-                    cols.append(j)
-                    vals.append(idf)
+                    cells.append((words.setdefault(w, len(words)), j, idf))
                     norms[j] += idf
-        if not vals:
+        if not cells or not len(idx):
             return np.zeros((len(idx), len(word_sets)), dtype=np.float32)
-        # Only the word columns the tags use, dense: (clips x words)[idx] @ (words x tags).
-        words = sorted(set(rows))
-        pos = {c: k for k, c in enumerate(words)}
+        # (candidates x words) incidence from each word's clip list, then one product with the
+        # (words x sets) idf weights. ``row_of`` maps a clip to its candidate row + 1 (0: not a
+        # candidate); np.zeros is calloc, so only the pages the word lists touch cost anything.
+        at = np.asarray(idx, dtype=np.int64)
+        row_of = np.zeros(len(self.ids), dtype=np.int64)
+        row_of[at] = np.arange(1, len(at) + 1)
+        if (row_of[at] != np.arange(1, len(at) + 1)).any():  # a clip twice in idx: once, then spread
+            uniq, back = np.unique(at, return_inverse=True)
+            once: np.ndarray = self.token_overlap(uniq.tolist(), word_sets)[back]
+            return once
+        incidence = np.zeros((len(idx) + 1, len(words)), dtype=np.float32)
+        for w, k in words.items():
+            incidence[row_of[self.token_clips[w]], k] = 1.0
         weights = np.zeros((len(words), len(word_sets)), dtype=np.float32)
-        for r, c, v in zip(rows, cols, vals, strict=True):
-            weights[pos[r], c] += v
-        columns = self.incidence_csc[:, words].toarray()
-        hits = columns[np.asarray(idx)] @ weights
-        out: np.ndarray = hits / np.maximum(norms, 1e-9)
-        return out
+        for k, j, idf in cells:
+            weights[k, j] += idf
+        result: np.ndarray = (incidence[1:] @ weights) / np.maximum(norms, 1e-9)
+        return result
 
     def similar(self, vectors: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
         """(clip indices, best cosine) of the ``top`` clips closest to any of ``vectors``."""

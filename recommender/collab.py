@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 from clipfeed.errors import ClipfeedError
 from clipfeed.records import Event
 from recommender.signals import positive_weight
+from recommender.topk import top_k
 
 MODEL_FILE = "collab.npz"
 META_FILE = "collab.json"
@@ -56,6 +57,22 @@ class CollabScores:
     coengage: np.ndarray
 
 
+@dataclass(frozen=True)
+class UserSide:
+    """One user's side of the collaborative model: which clips they liked (a mask over the model's
+    clips), the folded-in factor vector, and every clip's factor score and co-engagement with the
+    liked clips."""
+
+    liked: np.ndarray
+    vector: np.ndarray
+    factor: np.ndarray
+    coengage: np.ndarray
+
+    @property
+    def n_liked(self) -> int:
+        return int(self.liked.sum())
+
+
 class CollabModel:
     """Item factors and a sparse top-k co-engagement graph over one catalog's clips."""
 
@@ -74,6 +91,8 @@ class CollabModel:
         self.cfg = cfg
         self.meta = meta or {}
         self.gram = (self.item_factors.T @ self.item_factors).astype(np.float64)  # Y^T Y, for the fold-in
+        self._last: tuple[tuple[tuple[str, float], ...], UserSide | None] | None = None
+        self._binding: tuple[Sequence[str], np.ndarray, np.ndarray] | None = None
 
     # -- fitting ---------------------------------------------------------------------------------
     @staticmethod
@@ -176,46 +195,99 @@ class CollabModel:
         """ALS's least-squares step for one user, from their liked clips:
         ``u = (YᵀY + Yᵀ(C−I)Y + λI)⁻¹ YᵀCp`` with confidence ``C = alpha·w`` (implicit's convention for
         the weights it was fitted on); None without any."""
+        side = self.user_side(liked)
+        return side.vector if side is not None else None
+
+    def user_side(self, liked: Mapping[str, float]) -> UserSide | None:
+        """Everything a feed needs from one user's liked clips, computed once: a feed asks for both
+        candidates and scores, and the fold-in and the neighbour rows are most of their cost. The last
+        user's is kept (a tuple swapped in whole: safe to read from another thread)."""
+        key = tuple(liked.items())
+        last = self._last
+        if last is not None and last[0] == key:
+            return last[1]
         idx, w = self._liked(liked)
-        if not len(idx):
-            return None
-        y = self.item_factors[idx].astype(np.float64)
-        conf = self.cfg.alpha * w
-        a = self.gram + (y.T * (conf - 1.0)) @ y + self.cfg.regularization * np.eye(y.shape[1])
-        out: np.ndarray = np.linalg.solve(a, y.T @ conf).astype(np.float32)
-        return out
+        side = None
+        if len(idx):
+            y = self.item_factors[idx].astype(np.float64)
+            conf = self.cfg.alpha * w
+            a = self.gram + (y.T * (conf - 1.0)) @ y + self.cfg.regularization * np.eye(y.shape[1])
+            u = np.linalg.solve(a, y.T @ conf).astype(np.float32)
+            # the weighted mean similarity of every clip to the user's liked clips, from the liked
+            # clips' rows of the neighbour graph (read straight from the CSR arrays)
+            nb = self.neighbours
+            spans = [(nb.indptr[i], nb.indptr[i + 1]) for i in idx.tolist()]
+            cols = np.concatenate([nb.indices[lo:hi] for lo, hi in spans])
+            vals = np.concatenate([nb.data[lo:hi] * wi for (lo, hi), wi in zip(spans, w.tolist(), strict=True)])
+            co = np.bincount(cols, weights=vals, minlength=len(self.ids)) / w.sum()
+            liked = np.zeros(len(self.ids), dtype=bool)
+            liked[idx] = True
+            side = UserSide(liked, u, self.item_factors @ u, co)
+        self._last = (key, side)
+        return side
+
+    def _bound(self, catalog_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(catalog position -> model position, model position -> catalog position), -1 where the
+        other side lacks the clip; cached per catalog id list (a feed builder serves one catalog)."""
+        bound = self._binding
+        if bound is not None and bound[0] is catalog_ids:
+            return bound[1], bound[2]
+        if list(catalog_ids) == self.ids:
+            to_model = to_catalog = np.arange(len(self.ids), dtype=np.int64)
+        else:
+            to_model = np.array([self.pos.get(c, -1) for c in catalog_ids], dtype=np.int64)
+            where = {c: i for i, c in enumerate(catalog_ids)}
+            to_catalog = np.array([where.get(c, -1) for c in self.ids], dtype=np.int64)
+        self._binding = (catalog_ids, to_model, to_catalog)
+        return to_model, to_catalog
 
     def scores(self, liked: Mapping[str, float], catalog_ids: Sequence[str], idx: Sequence[int]) -> CollabScores:
         """Both collaborative features for the candidates ``idx`` (positions in ``catalog_ids``)."""
         n = len(idx)
         cf, co = np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32)
-        lidx, w = self._liked(liked)
-        if not len(lidx) or not n:
+        side = self.user_side(liked)
+        if side is None or not n:
             return CollabScores(cf, co)
-        mine = np.array([self.pos.get(catalog_ids[i], -1) for i in idx])
+        mine = self._bound(catalog_ids)[0][np.asarray(idx, dtype=np.int64)]
         known = mine >= 0
-        u = self.user_vector(liked)
-        if u is not None:
-            cf[known] = self.item_factors[mine[known]] @ u
-        # the weighted mean similarity of the candidate to the user's liked clips
-        sims = self.neighbours[lidx][:, mine[known]].toarray()
-        co[known] = (w @ sims / w.sum()).astype(np.float32)
+        cf[known] = side.factor[mine[known]]
+        co[known] = side.coengage[mine[known]]
         return CollabScores(cf, co)
+
+    def _ranked(self, side: UserSide, top: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per source, model positions and scores of its ``top`` clips (liked clips excluded)."""
+        out = {}
+        for name, score in (("coengage", side.coengage), ("factor", side.factor)):
+            head = top_k(score, top + side.n_liked)
+            head = head[~side.liked[head]][:top]
+            head = head[score[head] > 0]
+            out[name] = (head, score[head].astype(np.float64))
+        return out
 
     def candidates(self, liked: Mapping[str, float], top: int) -> dict[str, list[tuple[str, float]]]:
         """Per source (``coengage``, ``factor``): the ``top`` clips by that source's score (liked clips
         themselves excluded), as ``(clip_id, score)``; empty for a user with no liked clips."""
-        lidx, w = self._liked(liked)
-        if not len(lidx) or top <= 0:
+        side = self.user_side(liked)
+        if side is None or top <= 0:
             return {"coengage": [], "factor": []}
-        mine = set(lidx.tolist())
-        co = np.asarray(w @ self.neighbours[lidx].toarray()).ravel() / w.sum()
-        co_order = [int(j) for j in np.argsort(-co, kind="stable")[: top + len(mine)] if co[j] > 0 and j not in mine]
-        out = {"coengage": [(self.ids[j], float(co[j])) for j in co_order[:top]]}
-        u = self.user_vector(liked)
-        fac = self.item_factors @ u if u is not None else np.zeros(len(self.ids))
-        fac_order = [int(j) for j in np.argsort(-fac, kind="stable")[: top + len(mine)] if j not in mine]
-        out["factor"] = [(self.ids[j], float(fac[j])) for j in fac_order[:top] if fac[j] > 0]
+        return {
+            name: [(self.ids[j], s) for j, s in zip(at.tolist(), sc.tolist(), strict=True)]
+            for name, (at, sc) in self._ranked(side, top).items()
+        }
+
+    def candidate_positions(
+        self, liked: Mapping[str, float], catalog_ids: Sequence[str], extra: int = 0
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``candidates`` as catalog positions and scores, best first, ``cfg.candidates + extra`` per
+        source before clips missing from the catalog are dropped (``extra``: room for seen clips)."""
+        side = self.user_side(liked)
+        if side is None or self.cfg.candidates <= 0:
+            return {}
+        to_catalog = self._bound(catalog_ids)[1]
+        out = {}
+        for name, (at, sc) in self._ranked(side, self.cfg.candidates + extra).items():
+            where = to_catalog[at]
+            out[name] = (where[where >= 0], sc[where >= 0])
         return out
 
     # -- persistence -----------------------------------------------------------------------------

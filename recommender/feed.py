@@ -105,9 +105,11 @@ class FeedBuilder:
         exclude: set[str] | None = None,
         user_key: str = "",
         contributions: bool = True,
+        served_rows: bool = True,
     ) -> Feed:
         """The feed for ``ctx``. ``explain`` adds the reasons; ``contributions`` adds the top feature
-        contributions (LightGBM ``pred_contrib``, the most expensive part of a request)."""
+        contributions (LightGBM ``pred_contrib``, the most expensive part of a request);
+        ``served_rows`` keeps the page's feature rows (``Feed.features``, for the served log)."""
         ctx = self.catalog.view(ctx)
         if exclude:
             ctx = UserContext(**{**ctx.__dict__, "seen": [*ctx.seen, *exclude]})
@@ -115,7 +117,8 @@ class FeedBuilder:
         if not ctx.tags and not any(a.positive > 0 for a in ctx.topics.values()):
             return self._fallback(cands, limit, "no search intent or watch history yet: popular clips")
         idx = cands.index
-        x = compute(ctx, self.catalog, self.vectors, idx, req, self.collab)
+        match = tag_matches(ctx, self.catalog, self.vectors, idx)
+        x = compute(ctx, self.catalog, self.vectors, idx, req, self.collab, match)
         # Without a trained model the prior alone ranks (it is also where the booster starts).
         scores = self.ranker.predict(x) if self.ranker is not None else prior_score(x)
         order = self._diversify(idx, scores, limit)
@@ -125,14 +128,16 @@ class FeedBuilder:
         ranked = [i for i in order if i in pos]
         if explain and contributions and self.ranker is not None and ranked:
             contrib = dict(zip(ranked, self.ranker.contributions(x[[pos[i] for i in ranked]]), strict=True))
-        best_tags = tag_matches(ctx, self.catalog, self.vectors, order).best_tag if explain else [None] * len(order)
         items = []
-        for n, i in enumerate(order):
-            explanation = (
-                self._explain(ctx, cands, i, best_tags[n], contrib.get(i), explore=i not in pos) if explain else {}
-            )
+        for i in order:
+            # an exploration pick is from a tier-1 topic none of the user's tags point at: no best tag
+            best_tag = match.best_tag[pos[i]] if i in pos else None
+            explore = i not in pos
+            explanation = self._explain(ctx, cands, i, best_tag, contrib.get(i), explore) if explain else {}
             score = float(scores[pos[i]]) if i in pos else 0.0
             items.append(FeedItem(self.catalog.ids[i], round(score, 4), [self.catalog.topic[i]], explanation))
+        if not served_rows:
+            return Feed(items, None, len(idx))
         return Feed(items, None, len(idx), *self._served_rows(ctx, x, pos, order, req))
 
     def _served_rows(
@@ -213,7 +218,7 @@ class FeedBuilder:
     ) -> dict[str, Any]:
         topic = self.catalog.topic[i]
         tax = self.catalog.taxonomy
-        out: dict[str, Any] = {"sources": sorted(cands.sources.get(i, {"exploration"} if explore else set()))}
+        out: dict[str, Any] = {"sources": sorted({"exploration"} if explore else cands.sources_of(i))}
         reasons = []
         if explore:
             reasons.append("exploring a topic you have not seen yet")

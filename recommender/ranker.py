@@ -373,8 +373,14 @@ class Ranker:
         """The prior score plus the boosted correction learned from logged sessions (plus the
         collaborative residual of a hybrid)."""
         out: np.ndarray = prior_score(x) + self.booster.predict(_content(x), num_threads=1)
-        if self.residual is not None:
-            out += self.residual.predict(x[:, _RES], num_threads=1)
+        if self.residual is not None and len(x):
+            res = x[:, _RES]
+            if (res == res[0]).all():
+                # a cold user: the residual's inputs are the same for every candidate, so is its
+                # output (one row instead of all: a LightGBM call costs ~1 µs per row)
+                out += float(self.residual.predict(res[:1], num_threads=1)[0])
+            else:
+                out += self.residual.predict(res, num_threads=1)
         return out
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
