@@ -6,10 +6,10 @@ hash tag (``{user}``) so they land in one slot.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Protocol
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ClusterError, RedisClusterException
@@ -37,6 +37,11 @@ class FeedStore(Protocol):
     async def get_tags(self, key: str) -> str | None: ...
     async def put_tags(self, key: str, value: str) -> None: ...
     async def close(self) -> None: ...
+
+
+def _dumps(ctx: dict[str, Any]) -> bytes:
+    """A context as JSON (orjson: ~5x json's speed, and contexts are read on every feed)."""
+    return orjson.dumps(ctx, default=float)  # numpy scalars, should one reach a context, as floats
 
 
 def _ctx_key(user_id: str) -> str:
@@ -73,17 +78,17 @@ class MemoryStore:
 
     async def get_context(self, user_id: str) -> dict[str, Any] | None:
         raw = self._get(_ctx_key(user_id))
-        return json.loads(raw) if raw is not None else None
+        return orjson.loads(raw) if raw is not None else None
 
     async def put_context(self, user_id: str, ctx: dict[str, Any]) -> None:
-        self._set(_ctx_key(user_id), json.dumps(ctx), self.context_ttl_s)
+        self._set(_ctx_key(user_id), _dumps(ctx), self.context_ttl_s)
 
     async def put_contexts(self, items: list[tuple[str, dict[str, Any]]], only_new: bool = False) -> list[bool]:
         written = []
         for user_id, ctx in items:
             fresh = not only_new or self._get(_ctx_key(user_id)) is None
             if fresh:
-                self._set(_ctx_key(user_id), json.dumps(ctx), self.context_ttl_s)
+                self._set(_ctx_key(user_id), _dumps(ctx), self.context_ttl_s)
             written.append(fresh)
         return written
 
@@ -169,10 +174,10 @@ class RedisStore:
 
     async def get_context(self, user_id: str) -> dict[str, Any] | None:
         raw = await self._call(self.client.get(_ctx_key(user_id)))
-        return json.loads(raw) if raw is not None else None
+        return orjson.loads(raw) if raw is not None else None
 
     async def put_context(self, user_id: str, ctx: dict[str, Any]) -> None:
-        await self._call(self.client.set(_ctx_key(user_id), json.dumps(ctx), ex=int(self.context_ttl_s)))
+        await self._call(self.client.set(_ctx_key(user_id), _dumps(ctx), ex=int(self.context_ttl_s)))
 
     async def put_contexts(self, items: list[tuple[str, dict[str, Any]]], only_new: bool = False) -> list[bool]:
         """Writes many contexts in one pipelined round trip (one per node in a cluster: redis-py splits
@@ -182,7 +187,7 @@ class RedisStore:
             return []
         pipe = self.client.pipeline(transaction=False)
         for user_id, ctx in items:
-            pipe.set(_ctx_key(user_id), json.dumps(ctx), ex=int(self.context_ttl_s), nx=only_new)
+            pipe.set(_ctx_key(user_id), _dumps(ctx), ex=int(self.context_ttl_s), nx=only_new)
         return [bool(r) for r in await self._call(pipe.execute())]
 
     async def claim_event(self, event_id: str) -> bool:

@@ -77,9 +77,11 @@ class CatalogIndex:
         self.topic_names = list(self.by_topic)
         self.topic_tier1 = [taxonomy.tier1_of(t) if t in taxonomy else t for t in self.topic_names]
         self.topic_code = {t: k for k, t in enumerate(self.topic_names)}
-        self.topic_of = np.array([self.topic_code[t] for t in self.topic], dtype=np.int64)
+        self.topic_codes = np.array([self.topic_code[t] for t in self.topic], dtype=np.int64)
+        self.tier1_code = {t: k for k, t in enumerate(dict.fromkeys(self.tier1))}
+        self.tier1_codes = np.array([self.tier1_code[t] for t in self.tier1], dtype=np.int64)
         self.creator_code = {c: k for k, c in enumerate(self.by_creator)}
-        self.creator_of = np.array([self.creator_code[c] for c in self.creator], dtype=np.int64)
+        self.creator_codes = np.array([self.creator_code[c] for c in self.creator], dtype=np.int64)
         self._guard_masks: dict[frozenset[str], np.ndarray] = {}
         # Each catalog topic's tier 1 and ancestors, computed once (the sibling guard reads them per feed).
         self.topic_lineage: dict[str, tuple[str, frozenset[str]]] = {
@@ -216,7 +218,7 @@ class CatalogIndex:
         if base is None:
             blocked = np.zeros(len(self.topic_code), dtype=bool)
             blocked[[self.topic_code[t] for t in key if t in self.topic_code]] = True
-            base = ~blocked[self.topic_of]
+            base = ~blocked[self.topic_codes]
             if len(self._guard_masks) >= 256:
                 self._guard_masks.clear()
             self._guard_masks[key] = base

@@ -83,7 +83,7 @@ def tag_matches(ctx: UserContext, catalog: CatalogIndex, vectors: TagVectorCache
     # topics as catalog codes (-1: a topic no clip has, so it matches none)
     tag_topic = np.array([catalog.topic_code.get(ctx.tags[t].topic, -1) for t in tags], dtype=np.int64)
     at = np.asarray(idx, dtype=np.int64)
-    same = catalog.topic_of[at][:, None] == tag_topic[None, :]
+    same = catalog.topic_codes[at][:, None] == tag_topic[None, :]
     if catalog.vectors is not None:
         sims = catalog.vectors[at] @ vectors.get(tags).T
         sim = sims.max(axis=1).astype(np.float32)
@@ -127,7 +127,7 @@ def compute(
     # The user's side of the topic features is computed once per distinct topic among the
     # candidates, then gathered by each row's topic code; the creator features likewise.
     at = np.asarray(idx, dtype=np.int64)
-    codes, of_row = np.unique(catalog.topic_of[at], return_inverse=True)
+    codes, of_row = np.unique(catalog.topic_codes[at], return_inverse=True)
     topic_rows: list[tuple[float, ...]] = []
     for code in codes.tolist():
         topic, t1 = catalog.topic_names[code], catalog.topic_tier1[code]
@@ -158,7 +158,7 @@ def compute(
         followed.sort(key=lambda kv: kv[0])
         mine = np.array([code for code, _ in followed], dtype=np.int64)
         values = np.array([(a.watch, a.skip, a.engage, a.follow) for _, a in followed], dtype=np.float32)
-        theirs = catalog.creator_of[at]
+        theirs = catalog.creator_codes[at]
         where = np.minimum(np.searchsorted(mine, theirs), len(mine) - 1)
         hit = mine[where] == theirs
         rows[hit, 15:19] = values[where[hit]]

@@ -195,13 +195,12 @@ class FeedBuilder:
         tax = self.catalog.taxonomy
         # Explore other tier-1 topics only: a sibling of what the user wants is a leak, not discovery.
         near = {tax.tier1_of(t) for t in have if t in tax}
-        seen = set(ctx.seen)
+        cat = self.catalog
         rng = np.random.default_rng(zlib.crc32(user_key.encode()) + self.cfg.feed.seed)
-        pool = [
-            int(i)
-            for i in self.catalog.popularity_rank[:500]
-            if self.catalog.tier1[int(i)] not in near and self.catalog.ids[int(i)] not in seen
-        ]
+        head = cat.popularity_rank[:500]
+        near_codes = [cat.tier1_code[t] for t in near if t in cat.tier1_code]
+        seen = [j for j in (cat.pos.get(c) for c in ctx.seen) if j is not None]
+        pool = head[~np.isin(cat.tier1_codes[head], near_codes) & ~np.isin(head, seen)].tolist()
         if not pool:
             return order
         picks = [pool[int(j)] for j in rng.choice(len(pool), size=min(n, len(pool)), replace=False)]
