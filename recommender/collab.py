@@ -220,9 +220,9 @@ class CollabModel:
             cols = np.concatenate([nb.indices[lo:hi] for lo, hi in spans])
             vals = np.concatenate([nb.data[lo:hi] * wi for (lo, hi), wi in zip(spans, w.tolist(), strict=True)])
             co = np.bincount(cols, weights=vals, minlength=len(self.ids)) / w.sum()
-            liked = np.zeros(len(self.ids), dtype=bool)
-            liked[idx] = True
-            side = UserSide(liked, u, self.item_factors @ u, co)
+            mask = np.zeros(len(self.ids), dtype=bool)
+            mask[idx] = True
+            side = UserSide(mask, u, self.item_factors @ u, co)
         self._last = (key, side)
         return side
 
