@@ -62,13 +62,14 @@ class LeanClient:
     async def request(self, method: str, path: str, body: bytes = b"", headers: str = "") -> int:
         async with self.slots:
             for attempt in range(2):
-                reused = bool(self.idle)
+                # a retry always opens a fresh connection: the other idle ones may be as stale
+                reused = bool(self.idle) and attempt == 0
                 conn = self.idle.pop() if reused else await asyncio.open_connection(self.host, self.port)
                 try:
                     status = await self._exchange(conn, method, path, body, headers)
                 except (ConnectionError, asyncio.IncompleteReadError):
                     conn[1].close()
-                    if reused and attempt == 0:  # the server closed an idle keep-alive connection
+                    if reused:  # the server closed an idle keep-alive connection
                         continue
                     raise
                 self.idle.append(conn)
@@ -307,12 +308,14 @@ def in_process_feed_ms(world: Path) -> dict[str, float]:
     single_threaded_blas()  # as in the server
     svc = build_services(Settings(min_candidates=300), world)
     users = sorted(svc.world.users)[:300]
-    ctxs = [svc.seed_context(u) for u in users]
+    stored = [svc.seed_context(u).to_dict() for u in users]  # as the store holds them
     times = []
     for _ in range(2):
-        for u, ctx in zip(users, ctxs, strict=True):
+        for u, raw in zip(users, stored, strict=True):
             t0 = time.perf_counter()
-            svc.builder.build(UserContext.from_dict(ctx.to_dict()), 20, user_key=u)
+            # the API's path: the stored context parsed, no feature contributions (the API adds
+            # them only with ?features=true), no served-log rows (the log is off here)
+            svc.builder.build(UserContext.from_dict(raw), 20, user_key=u, contributions=False, served_rows=False)
             times.append((time.perf_counter() - t0) * 1000)
     times = times[len(users) :]
     return {"p50": pct(times, 0.5), "p99": pct(times, 0.99)}
