@@ -121,19 +121,26 @@ class FeedBuilder:
         x = compute(ctx, self.catalog, self.vectors, idx, req, self.collab, match)
         # Without a trained model the prior alone ranks (it is also where the booster starts).
         scores = self.ranker.predict(x) if self.ranker is not None else prior_score(x)
-        order = self._diversify(idx, scores, limit)
-        order = self._explore(order, idx, limit, user_key, ctx)
-        pos = {i: r for r, i in enumerate(idx)}
+        rows = self._diversify(idx, scores, limit)
+        order = self._explore([idx[r] for r in rows], idx, limit, user_key, ctx)
+        pos = {idx[r]: r for r in rows}  # page clip -> its candidate row
+        picks = {i for i in order if i not in pos}
+        if picks:  # an exploration pick may be a candidate too: then it is ranked as one
+            pos.update({i: r for r, i in enumerate(idx) if i in picks})
         contrib: dict[int, np.ndarray] = {}
         ranked = [i for i in order if i in pos]
         if explain and contributions and self.ranker is not None and ranked:
             contrib = dict(zip(ranked, self.ranker.contributions(x[[pos[i] for i in ranked]]), strict=True))
         items = []
+        # each topic's strongest tag, for explanations whose clip matches none of its topic's tags
+        strongest: dict[str, str] = {}
+        for t, a in sorted(ctx.tags.items(), key=lambda kv: -kv[1].weight):
+            strongest.setdefault(a.topic, t)
         for i in order:
             # an exploration pick is from a tier-1 topic none of the user's tags point at: no best tag
             best_tag = match.best_tag[pos[i]] if i in pos else None
             explore = i not in pos
-            explanation = self._explain(ctx, cands, i, best_tag, contrib.get(i), explore) if explain else {}
+            explanation = self._explain(ctx, cands, i, best_tag, strongest, contrib.get(i), explore) if explain else {}
             score = float(scores[pos[i]]) if i in pos else 0.0
             items.append(FeedItem(self.catalog.ids[i], round(score, 4), [self.catalog.topic[i]], explanation))
         if not served_rows:
@@ -167,19 +174,20 @@ class FeedBuilder:
         return Feed(items, reason, len(cands.index))
 
     def _diversify(self, idx: list[int], scores: np.ndarray, limit: int) -> list[int]:
-        """Greedy by score under per-page caps on one topic and one creator."""
+        """Greedy by score under per-page caps on one topic and one creator; the page as rows of
+        ``idx``."""
         topic_cap = max(1, math.ceil(self.cfg.feed.topic_cap_share * limit))
         per_topic: dict[str, int] = {}
         per_creator: dict[str, int] = {}
         out: list[int] = []
         deferred: list[int] = []
-        for r in np.argsort(-scores, kind="stable"):
-            i = idx[int(r)]
+        for r in np.argsort(-scores, kind="stable").tolist():
+            i = idx[r]
             t, c = self.catalog.topic[i], self.catalog.creator[i]
             if per_topic.get(t, 0) >= topic_cap or per_creator.get(c, 0) >= self.cfg.feed.creator_cap:
-                deferred.append(i)
+                deferred.append(r)
                 continue
-            out.append(i)
+            out.append(r)
             per_topic[t] = per_topic.get(t, 0) + 1
             per_creator[c] = per_creator.get(c, 0) + 1
             if len(out) >= limit:
@@ -212,6 +220,7 @@ class FeedBuilder:
         cands: Candidates,
         i: int,
         best_tag: str | None,
+        strongest: dict[str, str],
         contrib: np.ndarray | None,
         explore: bool,
     ) -> dict[str, Any]:
@@ -224,9 +233,7 @@ class FeedBuilder:
         # The tag that best matches this clip among the tags filtered onto its topic; else the
         # strongest tag of its topic.
         tag = best_tag if best_tag in ctx.tags and ctx.tags[best_tag].topic == topic else None
-        tag = tag or next(
-            (t for t, a in sorted(ctx.tags.items(), key=lambda kv: -kv[1].weight) if a.topic == topic), None
-        )
+        tag = tag or strongest.get(topic)
         if tag is not None and tag in ctx.tags:
             a = ctx.tags[tag]
             name = tax.name(a.topic) if a.topic in tax else a.topic
