@@ -212,3 +212,23 @@ def test_a_batch_over_many_users_lands_whole_and_in_order(client: TestClient) ->
         assert ctx["searches"][0]["ts"] == 1772700000  # folded before the later skips
     again = client.post("/v1/events", json={"events": events}, headers=KEY).json()
     assert again["duplicates"] == len(events)
+
+
+def test_feed_body_is_the_documented_schema(client: TestClient) -> None:
+    """Feeds are written by orjson without FastAPI's re-validation: the body must still be exactly
+    the ``FeedResponse`` the OpenAPI schema documents, for personalised and fallback feeds."""
+    from api.schemas import FeedResponse
+
+    user = f"schema-{id(client)}"
+    cold = client.get(f"/v1/users/{user}/feed?limit=5")  # no context yet: popular fallback
+    body = {
+        "events": [{"event_id": f"{user}-1", "user_id": user, "ts": 1772700000, "type": "search", "query": "손흥민 골"}]
+    }
+    assert client.post("/v1/events", json=body, headers=KEY).status_code == 200
+    warm = client.get(f"/v1/users/{user}/feed?limit=5")
+    for r in (cold, warm):
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        parsed = FeedResponse.model_validate_json(r.content)
+        assert parsed.model_dump(mode="json") == r.json()
+        assert set(r.json()) == set(FeedResponse.model_fields)
+    assert cold.json()["fallback"] and warm.json()["fallback"] is None and warm.json()["items"]

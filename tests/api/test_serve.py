@@ -78,3 +78,15 @@ def test_serve_with_embedded_redis(small_world: Path, tmp_path: Path, workers: i
     assert "Traceback" not in out
     alive = subprocess.run(["pgrep", "-f", str(tmp_path / "data")], capture_output=True, text=True)
     assert alive.stdout.strip() == ""  # the embedded redis-server stopped with the API
+
+
+def test_the_served_heap_is_frozen_out_of_the_collector() -> None:
+    import gc
+
+    from cli.serve import settle_heap
+
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 0  # what was loaded is no longer walked by full collections
+    finally:
+        gc.unfreeze()
