@@ -92,7 +92,17 @@ def sibling_guard(ctx: UserContext, catalog: CatalogIndex) -> set[str]:
     filtered tags point at, which the user has shown no interest in themselves. This is what keeps
     a soccer fan's feed free of baseball although both are Sports."""
     tax = catalog.taxonomy
-    wanted = {t for t, a in ctx.topics.items() if a.positive > 0 and t in tax}
+    wanted = frozenset(t for t, a in ctx.topics.items() if a.positive > 0 and t in tax)
+    hit = catalog.guards.get(wanted)
+    if hit is None:  # a few distinct sets of wanted topics serve most users
+        if len(catalog.guards) >= 4096:
+            catalog.guards.clear()
+        hit = catalog.guards[wanted] = frozenset(_guard(wanted, catalog))
+    return set(hit)
+
+
+def _guard(wanted: frozenset[str], catalog: CatalogIndex) -> set[str]:
+    tax = catalog.taxonomy
     tier1s = {tax.tier1_of(t) for t in wanted}
     # Ancestors and descendants of a wanted topic are not its siblings (a catalog labelled at tier 1).
     related = {a for t in wanted for a in tax.ancestors(t)}

@@ -83,6 +83,7 @@ class CatalogIndex:
         self.creator_code = {c: k for k, c in enumerate(self.by_creator)}
         self.creator_codes = np.array([self.creator_code[c] for c in self.creator], dtype=np.int64)
         self._guard_masks: dict[frozenset[str], np.ndarray] = {}
+        self.guards: dict[frozenset[str], frozenset[str]] = {}  # wanted topics -> sibling guard (cache)
         # Each catalog topic's tier 1 and ancestors, computed once (the sibling guard reads them per feed).
         self.topic_lineage: dict[str, tuple[str, frozenset[str]]] = {
             t: (taxonomy.tier1_of(t), frozenset(taxonomy.ancestors(t))) for t in self.by_topic if t in taxonomy
@@ -195,20 +196,22 @@ class CatalogIndex:
     def keyword_ranked(self, words: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
         """``keyword_scores`` as arrays, best first: (clip indices, scores). Ties keep the order in
         which the dict version first meets the clips, so both rank the same clips the same way."""
-        hits, weights = [], []
-        for w in dict.fromkeys(words):
-            idf = self.idf.get(w)
-            if idf is not None:
-                hits.append(self.token_clips[w])
-                weights.append(np.full(len(self.token_clips[w]), idf))
-        if not hits:
+        known = [w for w in dict.fromkeys(words) if w in self.idf]
+        if not known:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        flat = np.concatenate(hits)
-        clips, first, inverse = np.unique(flat, return_index=True, return_inverse=True)
-        # bincount adds in input order: each clip's sum is added word by word, as keyword_scores does
-        scores = np.bincount(inverse, weights=np.concatenate(weights), minlength=len(clips))
-        order = np.lexsort((first, -scores))
-        return clips[order], scores[order]
+        n = len(self.ids)
+        # catalog-sized but calloc'd (np.zeros): only the pages of hit clips are touched
+        scores, hit, first_word = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64)
+        for k in range(len(known) - 1, -1, -1):  # backwards: each clip keeps its first word
+            first_word[self.token_clips[known[k]]] = k
+        for w in known:  # forwards: each clip's sum is added word by word, as keyword_scores does
+            clips = self.token_clips[w]
+            scores[clips] += self.idf[w]
+            hit[clips] = True
+        clips = np.flatnonzero(hit)
+        # the dict meets clips word by word, each word's clips in index order (token lists are)
+        order = np.lexsort((clips, first_word[clips], -scores[clips]))
+        return clips[order], scores[clips][order]
 
     def allowed(self, guard: set[str], seen: Iterable[int]) -> np.ndarray:
         """A mask over clips: False for clips of a ``guard`` topic and for the ``seen`` positions.

@@ -216,10 +216,11 @@ class CollabModel:
             # the weighted mean similarity of every clip to the user's liked clips, from the liked
             # clips' rows of the neighbour graph (read straight from the CSR arrays)
             nb = self.neighbours
-            spans = [(nb.indptr[i], nb.indptr[i + 1]) for i in idx.tolist()]
-            cols = np.concatenate([nb.indices[lo:hi] for lo, hi in spans])
-            vals = np.concatenate([nb.data[lo:hi] * wi for (lo, hi), wi in zip(spans, w.tolist(), strict=True)])
-            co = np.bincount(cols, weights=vals, minlength=len(self.ids)) / w.sum()
+            lo, lengths = nb.indptr[idx], nb.indptr[idx + 1] - nb.indptr[idx]
+            # the liked rows' entries as one ragged range: lo[r], lo[r] + 1, ... for each row r
+            at = np.arange(lengths.sum()) + np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
+            vals = nb.data[at] * np.repeat(w, lengths)
+            co = np.bincount(nb.indices[at], weights=vals, minlength=len(self.ids)) / w.sum()
             mask = np.zeros(len(self.ids), dtype=bool)
             mask[idx] = True
             side = UserSide(mask, u, self.item_factors @ u, co)

@@ -56,9 +56,8 @@ class RequestContext:
     device: str = "unknown"
 
 
-def _shares(ctx: UserContext, signal: str) -> dict[str, float]:
-    total = ctx.topic_total(signal)
-    return {t: getattr(a, signal) / total for t, a in ctx.topics.items()} if total > 0 else {}
+# the per-signal topic shares, in the order of their feature columns (search_share .. engage_share)
+_SIGNALS = ("search", "doc_click", "watch", "skip", "engage")
 
 
 @dataclass
@@ -109,16 +108,21 @@ def compute(
     ``tag_matches`` for these ``idx`` when the caller has it (the feed builder reuses it)."""
     req = req or RequestContext()
     m = match if match is not None else tag_matches(ctx, catalog, vectors, idx)
-    search, doc, watch, skip, engage = (_shares(ctx, s) for s in ("search", "doc_click", "watch", "skip", "engage"))
-    intent_total = ctx.topic_total("search") + ctx.topic_total("doc_click")
-    intent = {t: (a.search + a.doc_click) / intent_total for t, a in ctx.topics.items()} if intent_total else {}
+    topics = ctx.topics
+    # one pass over the user's topics for the totals, then each share as value / total (0 without
+    # any), the same floats as per-signal share dicts, built only for the topics candidates have
+    totals = dict.fromkeys(_SIGNALS, 0.0)
+    for a in topics.values():
+        for sig in _SIGNALS:
+            totals[sig] += getattr(a, sig)
+    intent_total = totals["search"] + totals["doc_click"]
     tax = catalog.taxonomy
     t1_intent: dict[str, float] = {}
     t1_watch: dict[str, float] = {}
-    for t in ctx.topics:
+    for t, a in topics.items():
         t1 = tax.tier1_of(t) if t in tax else t
-        t1_intent[t1] = t1_intent.get(t1, 0.0) + intent.get(t, 0.0)
-        t1_watch[t1] = t1_watch.get(t1, 0.0) + watch.get(t, 0.0)
+        t1_intent[t1] = t1_intent.get(t1, 0.0) + ((a.search + a.doc_click) / intent_total if intent_total else 0.0)
+        t1_watch[t1] = t1_watch.get(t1, 0.0) + (a.watch / totals["watch"] if totals["watch"] > 0 else 0.0)
     history = math.log1p(ctx.clip_events)
     n_searches = float(len(ctx.searches))
     rows = np.zeros((len(idx), len(FEATURES)), dtype=np.float32)
@@ -127,20 +131,20 @@ def compute(
     # The user's side of the topic features is computed once per distinct topic among the
     # candidates, then gathered by each row's topic code; the creator features likewise.
     at = np.asarray(idx, dtype=np.int64)
-    codes, of_row = np.unique(catalog.topic_codes[at], return_inverse=True)
+    present = np.zeros(len(catalog.topic_names), dtype=bool)
+    present[catalog.topic_codes[at]] = True
+    codes = np.flatnonzero(present)
+    of_row = (np.cumsum(present) - 1)[catalog.topic_codes[at]]
     topic_rows: list[tuple[float, ...]] = []
     for code in codes.tolist():
         topic, t1 = catalog.topic_names[code], catalog.topic_tier1[code]
-        a = ctx.topics.get(topic)
-        own_intent = intent.get(topic, 0.0)
+        a = topics.get(topic)
+        share = [getattr(a, sig) / totals[sig] if a is not None and totals[sig] > 0 else 0.0 for sig in _SIGNALS]
+        own_intent = (a.search + a.doc_click) / intent_total if a is not None and intent_total else 0.0
         topic_rows.append(
             (
                 own_intent,
-                search.get(topic, 0.0),
-                doc.get(topic, 0.0),
-                watch.get(topic, 0.0),
-                skip.get(topic, 0.0),
-                engage.get(topic, 0.0),
+                *share,
                 math.log1p(a.skip) if a else 0.0,
                 t1_intent.get(t1, 0.0),
                 t1_intent.get(t1, 0.0) - own_intent,

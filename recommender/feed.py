@@ -206,9 +206,11 @@ class FeedBuilder:
         cat = self.catalog
         rng = np.random.default_rng(zlib.crc32(user_key.encode()) + self.cfg.feed.seed)
         head = cat.popularity_rank[:500]
-        near_codes = [cat.tier1_code[t] for t in near if t in cat.tier1_code]
-        seen = [j for j in (cat.pos.get(c) for c in ctx.seen) if j is not None]
-        pool = head[~np.isin(cat.tier1_codes[head], near_codes) & ~np.isin(head, seen)].tolist()
+        blocked = np.zeros(len(cat.tier1_code), dtype=bool)  # masks: np.isin costs ~50 µs a call
+        blocked[[cat.tier1_code[t] for t in near if t in cat.tier1_code]] = True
+        seen = np.zeros(len(cat.ids), dtype=bool)
+        seen[[j for j in (cat.pos.get(c) for c in ctx.seen) if j is not None]] = True
+        pool = head[~blocked[cat.tier1_codes[head]] & ~seen[head]].tolist()
         if not pool:
             return order
         picks = [pool[int(j)] for j in rng.choice(len(pool), size=min(n, len(pool)), replace=False)]
