@@ -119,10 +119,10 @@ def compute(
     tax = catalog.taxonomy
     t1_intent: dict[str, float] = {}
     t1_watch: dict[str, float] = {}
-    for t, a in topics.items():
+    for t, aff in topics.items():
         t1 = tax.tier1_of(t) if t in tax else t
-        t1_intent[t1] = t1_intent.get(t1, 0.0) + ((a.search + a.doc_click) / intent_total if intent_total else 0.0)
-        t1_watch[t1] = t1_watch.get(t1, 0.0) + (a.watch / totals["watch"] if totals["watch"] > 0 else 0.0)
+        t1_intent[t1] = t1_intent.get(t1, 0.0) + ((aff.search + aff.doc_click) / intent_total if intent_total else 0.0)
+        t1_watch[t1] = t1_watch.get(t1, 0.0) + (aff.watch / totals["watch"] if totals["watch"] > 0 else 0.0)
     history = math.log1p(ctx.clip_events)
     n_searches = float(len(ctx.searches))
     rows = np.zeros((len(idx), len(FEATURES)), dtype=np.float32)
