@@ -112,9 +112,9 @@ def compute(
     # one pass over the user's topics for the totals, then each share as value / total (0 without
     # any), the same floats as per-signal share dicts, built only for the topics candidates have
     totals = dict.fromkeys(_SIGNALS, 0.0)
-    for a in topics.values():
+    for aff in topics.values():
         for sig in _SIGNALS:
-            totals[sig] += getattr(a, sig)
+            totals[sig] += getattr(aff, sig)
     intent_total = totals["search"] + totals["doc_click"]
     tax = catalog.taxonomy
     t1_intent: dict[str, float] = {}
