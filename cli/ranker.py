@@ -137,7 +137,7 @@ def eval_cmd(
     if not (world / "truth" / "users.jsonl").exists():
         raise InputError(world / "truth", None, None, "offline evaluation needs the world's truth/ folder")
     ranker = load_ranker(model, stack)
-    content = content_ranker(stack, ranker)  # the hybrid's content-only twin, trained here (seconds)
+    content = content_ranker(ranker)  # the hybrid without its collaborative residual
     results = evaluate(
         stack.world,
         stack.catalog,

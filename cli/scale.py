@@ -17,14 +17,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli.output import emit_json, stdout
-from cli.wiring import COLLAB_FOLDS, fit_collab, fold_of, load_stack
+from cli.wiring import HeldOutCollab, fit_collab, load_stack
 from clipfeed.errors import ClipfeedError, InputError
 from clipfeed.settings import load_settings
 from recommender import ContextUpdater, Ranker, RecommenderConfig, TrainingData, build_training, replay
 from recommender.candidates import TagVectorCache
 
 if TYPE_CHECKING:
-    from recommender.collab import CollabModel
     from tagger.label import LabelReport
 
 Engine = Annotated[
@@ -108,21 +107,14 @@ class WorldGroups:
         self.stack = spec.stack()
         self.cfg = RecommenderConfig.model_validate_json(cfg_json)
         self.vectors = TagVectorCache(self.stack.catalog)
-        self.collab = collab
-        self.models: dict[int, CollabModel] = {}
-
-    def _model(self, fold: int) -> CollabModel:
-        if fold not in self.models:
-            exclude = [u for u in self.stack.world.users if fold_of(u, COLLAB_FOLDS) == fold]
-            self.models[fold] = fit_collab(self.stack, exclude=exclude)
-        return self.models[fold]
+        self.held_out = HeldOutCollab(self.stack) if collab else None
 
     def __call__(self, user_ids: list[str]) -> list[tuple[str, TrainingData]]:
         logs = [(u, self.stack.world.users[u]) for u in user_ids]
         _prefetch(self.stack, logs)
         out = []
         for u, log in logs:
-            model = self._model(fold_of(u, COLLAB_FOLDS)) if self.collab else None
+            model = self.held_out.for_user(u) if self.held_out is not None else None
             data = build_training(
                 self.stack.catalog, self.stack.tagging, [(u, log)], self.cfg, self.vectors, progress=False, collab=model
             )

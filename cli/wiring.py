@@ -94,6 +94,25 @@ def fit_collab(
     return CollabModel.fit(events, stack.catalog.ids, cfg, stack.cfg.signals.meaningful_watch_ratio, progress=progress)
 
 
+class HeldOutCollab:
+    """Per fold of users (``fold_of``), the collaborative model fitted without them, fitted on first
+    use: where a training session's collaborative features come from (``train_ranker`` and its
+    distributed twin, ``cli.scale.WorldGroups``)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.models: dict[int, CollabModel] = {}
+
+    def fold(self, k: int) -> CollabModel:
+        if k not in self.models:
+            exclude = [u for u in self.stack.world.users if fold_of(u, COLLAB_FOLDS) == k]
+            self.models[k] = fit_collab(self.stack, exclude=exclude)
+        return self.models[k]
+
+    def for_user(self, user_id: str) -> CollabModel:
+        return self.fold(fold_of(user_id, COLLAB_FOLDS))
+
+
 def train_ranker(
     stack: Stack, cfg: RecommenderConfig | None = None, progress: bool = False, collab: bool = True
 ) -> tuple[Ranker, dict[str, float]]:
@@ -112,9 +131,10 @@ def train_ranker(
     vectors = TagVectorCache(stack.catalog)
     data = TrainingData()
     if collab:
+        held_out = HeldOutCollab(stack)
         for k in range(COLLAB_FOLDS):
             fold = [(u, log) for u, log in users if fold_of(u, COLLAB_FOLDS) == k]
-            model = fit_collab(stack, exclude=[u for u, _ in fold])
+            model = held_out.fold(k)
             part = build_training(stack.catalog, stack.tagging, fold, cfg, vectors, progress=progress, collab=model)
             data.extend(part)
         served: CollabModel | None = fit_collab(stack, progress=progress)
@@ -131,7 +151,7 @@ def train_ranker(
     return ranker, timing
 
 
-def content_ranker(stack: Stack, ranker: Ranker | None, progress: bool = False) -> Ranker | None:
+def content_ranker(ranker: Ranker | None) -> Ranker | None:
     """The content-only system to compare a hybrid ranker with: the hybrid without its collaborative
     residual; None when ``ranker`` has none."""
     return ranker.content_only() if ranker is not None and ranker.collab is not None else None

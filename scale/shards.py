@@ -23,7 +23,7 @@ from typing import Any
 
 from clipfeed.errors import InputError
 from clipfeed.jsonl import ReadReport
-from tagger.label import LabelInputs, parse_record, read_label_inputs
+from tagger.label import LabelInputs, count_inputs, parse_record, read_label_inputs
 from tagger.types import QueryInput
 
 SHARD_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -48,22 +48,14 @@ def read_parquet_inputs(path: Path, *, skip_invalid: bool = False) -> LabelInput
     """:func:`~tagger.label.read_label_inputs` for a Parquet shard (rows numbered from 1 as lines)."""
     import pyarrow.parquet as pq
 
-    report = ReadReport(file=str(path))
-    counts: dict[QueryInput, int] = {}
-    n = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
-        for row in batch.to_pylist():
-            n += 1
-            try:
-                item = parse_record(path, n, {k: v for k, v in row.items() if v is not None})
-            except InputError as err:
-                if not skip_invalid:
-                    raise
-                report.add_error(err)
-                continue
-            report.rows += 1
-            counts[item] = counts.get(item, 0) + 1
-    return LabelInputs(list(counts.items()), report)
+    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
+        n = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+            for row in batch.to_pylist():
+                n += 1
+                yield n, {k: v for k, v in row.items() if v is not None}
+
+    return count_inputs(path, rows(), parse_record, skip_invalid)
 
 
 def _parse_shard(row: dict[str, Any], skip_invalid: bool) -> Iterator[dict[str, Any]]:

@@ -19,10 +19,10 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from tqdm import tqdm
@@ -32,6 +32,8 @@ from clipfeed.jsonl import MAX_LINE_BYTES, ReadReport, dumps_record, write_jsonl
 from clipfeed.records import MAX_QUERY_CHARS, SearchQuery, Title
 from tagger.patterns import CapStats, PatternModel, cap_patterns
 from tagger.types import Labeler, QueryInput, TeacherLabel
+
+_Raw = TypeVar("_Raw")  # one undecoded record: a line's bytes, a Parquet row
 
 BACKEND_ERROR = "backend:"  # reason prefix of abstentions caused by a failing backend (retried, never cached)
 _CONTRACT_FIELDS = frozenset({"user_id", "ts", "clicked_docs"})
@@ -98,26 +100,35 @@ def read_label_inputs(path: str | Path, *, skip_invalid: bool = False) -> LabelI
     ``.report`` and every valid line is kept.
     """
     path = Path(path)
-    report = ReadReport(file=str(path))
-    counts: dict[QueryInput, int] = {}
     try:
         f = path.open("rb")
     except OSError as e:
         raise InputError(path, None, None, f"cannot open: {e.strerror}") from e
     with f:
-        for lineno, line in enumerate(f, start=1):
-            raw = line.rstrip(b"\r\n")
-            if not raw.strip():
-                continue
-            try:
-                item = _parse_line(path, lineno, raw)
-            except InputError as err:
-                if not skip_invalid:
-                    raise
-                report.add_error(err)
-                continue
-            report.rows += 1
-            counts[item] = counts.get(item, 0) + 1
+        lines = ((n, line.rstrip(b"\r\n")) for n, line in enumerate(f, start=1))
+        return count_inputs(path, ((n, raw) for n, raw in lines if raw.strip()), _parse_line, skip_invalid)
+
+
+def count_inputs(
+    path: Path,
+    numbered: Iterable[tuple[int, _Raw]],
+    parse: Callable[[Path, int, _Raw], QueryInput],
+    skip_invalid: bool = False,
+) -> LabelInputs:
+    """Parses numbered records (lines of a file, rows of a Parquet shard) into unique inputs with
+    their counts; a bad record raises, or with ``skip_invalid`` is counted in the report."""
+    report = ReadReport(file=str(path))
+    counts: dict[QueryInput, int] = {}
+    for n, raw in numbered:
+        try:
+            item = parse(path, n, raw)
+        except InputError as err:
+            if not skip_invalid:
+                raise
+            report.add_error(err)
+            continue
+        report.rows += 1
+        counts[item] = counts.get(item, 0) + 1
     return LabelInputs(list(counts.items()), report)
 
 

@@ -188,7 +188,7 @@ def run(
     progress: bool = False,
 ) -> dict[str, Any]:
     """The whole recommender section (what the report and ``03_recommender.ipynb`` compute)."""
-    content = content_ranker(stack, ranker)
+    content = content_ranker(ranker)
     out = evaluate_feeds(stack, ranker, users, n_boot, seed, progress, content)
     out["history_curve"] = hybrid_curve(stack, ranker, content, users, progress=progress)
     out["ratios"] = ratios(out)
