@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import orjson
@@ -469,10 +470,10 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
                 for t, a in sorted(ctx.tags.items(), key=lambda kv: -kv[1].weight)
             ],
             "topics": [
-                {"id": t, "name": tax.name(t) if t in tax else t, **{k: round(v, 4) for k, v in a.__dict__.items()}}
+                {"id": t, "name": tax.name(t) if t in tax else t, **{k: round(v, 4) for k, v in asdict(a).items()}}
                 for t, a in topics
             ],
-            "creators": [{"id": c, **{k: round(v, 4) for k, v in a.__dict__.items()}} for c, a in ctx.creators.items()],
+            "creators": [{"id": c, **{k: round(v, 4) for k, v in asdict(a).items()}} for c, a in ctx.creators.items()],
             "searches": [s.__dict__ for s in ctx.searches],
             "seen": len(ctx.seen),
         }
