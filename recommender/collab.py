@@ -91,7 +91,8 @@ class CollabModel:
         self.cfg = cfg
         self.meta = meta or {}
         self.gram = (self.item_factors.T @ self.item_factors).astype(np.float64)  # Y^T Y, for the fold-in
-        self._last: tuple[tuple[tuple[str, float], ...], UserSide | None] | None = None
+        self._sides: dict[tuple[tuple[str, float], ...], UserSide | None] = {}
+        self._max_sides = max(1, int(64e6 // (17 * max(1, len(self.ids)))))  # 2 float64 + 1 bool per clip
         self._binding: tuple[Sequence[str], np.ndarray, np.ndarray] | None = None
 
     # -- fitting ---------------------------------------------------------------------------------
@@ -200,12 +201,12 @@ class CollabModel:
 
     def user_side(self, liked: Mapping[str, float]) -> UserSide | None:
         """Everything a feed needs from one user's liked clips, computed once: a feed asks for both
-        candidates and scores, and the fold-in and the neighbour rows are most of their cost. The last
-        user's is kept (a tuple swapped in whole: safe to read from another thread)."""
+        candidates and scores, and the fold-in and the neighbour rows are most of their cost. Recent
+        users' are kept (the served log's writer thread asks again for a page's exploration rows), in
+        a dict bounded to ~64 MB of arrays; single dict operations are safe across threads."""
         key = tuple(liked.items())
-        last = self._last
-        if last is not None and last[0] == key:
-            return last[1]
+        if key in self._sides:
+            return self._sides[key]
         idx, w = self._liked(liked)
         side = None
         if len(idx):
@@ -224,7 +225,9 @@ class CollabModel:
             mask = np.zeros(len(self.ids), dtype=bool)
             mask[idx] = True
             side = UserSide(mask, u, self.item_factors @ u, co)
-        self._last = (key, side)
+        if len(self._sides) >= self._max_sides:
+            self._sides.clear()
+        self._sides[key] = side
         return side
 
     def _bound(self, catalog_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
