@@ -56,14 +56,7 @@ def _write_lines(path: Path, rows: Iterator[dict[str, Any]]) -> int:
 
 def _event_rows(events: list[SimEvent], prefix: str) -> Iterator[dict[str, Any]]:
     for i, e in enumerate(events):
-        row: dict[str, Any] = {"event_id": f"{prefix}{i:08d}", "user_id": e.user_id, "ts": _iso(e.ts), "type": e.type}
-        if e.clip_id is not None:
-            row["clip_id"] = e.clip_id
-        if e.creator_id is not None:
-            row["creator_id"] = e.creator_id
-        if e.watch_ratio is not None:
-            row["watch_ratio"] = e.watch_ratio
-        yield row
+        yield e.row(f"{prefix}{i:08d}", _iso(e.ts))
 
 
 def _clip_row(cfg: WorldConfig, c: SimClip) -> dict[str, Any]:

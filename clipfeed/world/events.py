@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,18 @@ class SimEvent:
     clip_id: str | None = None
     creator_id: str | None = None
     watch_ratio: float | None = None
+
+    def row(self, event_id: str, ts: float | str) -> dict[str, Any]:
+        """The event as an ``events.jsonl`` row (data contract): ``ts`` as the caller writes it,
+        optional fields only when set."""
+        out: dict[str, Any] = {"event_id": event_id, "user_id": self.user_id, "ts": ts, "type": self.type}
+        if self.clip_id is not None:
+            out["clip_id"] = self.clip_id
+        if self.creator_id is not None:
+            out["creator_id"] = self.creator_id
+        if self.watch_ratio is not None:
+            out["watch_ratio"] = self.watch_ratio
+        return out
 
 
 def relevance(user: SimUser, clip: SimClip, tier1: Callable[[str], str]) -> float:

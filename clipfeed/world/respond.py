@@ -99,19 +99,7 @@ class Responder:
                 continue
             for e in self.choice.react(user, clip, datetime.fromtimestamp(t, UTC), followed):
                 self._n += 1
-                ev: dict[str, Any] = {
-                    "event_id": f"sim-{self._n}",
-                    "user_id": e.user_id,
-                    "ts": e.ts.timestamp(),
-                    "type": e.type,
-                }
-                if e.clip_id is not None:
-                    ev["clip_id"] = e.clip_id
-                if e.creator_id is not None:
-                    ev["creator_id"] = e.creator_id
-                if e.watch_ratio is not None:
-                    ev["watch_ratio"] = e.watch_ratio
-                out.append(ev)
+                out.append(e.row(f"sim-{self._n}", e.ts.timestamp()))
             t += 5.0
         return out
 
