@@ -30,6 +30,7 @@ class Candidates:
         self._prelim = np.zeros(n_clips, dtype=np.float64)
         self._order: list[np.ndarray] = []
         self._index: list[int] | None = []
+        self.seen = np.zeros(0, dtype=np.int64)  # catalog positions of the clips the user has seen
         self.tag_sim: dict[int, float] = {}
         self.best_tag: dict[int, str] = {}
         self.keyword: dict[int, float] = {}
@@ -146,8 +147,9 @@ def generate(
     seen = [j for j in (catalog.pos.get(c) for c in distinct_seen) if j is not None]
     n_seen = len(distinct_seen)  # lists are cut at top + |seen|, before the seen clips are dropped
     out = Candidates(len(catalog.ids))
+    out.seen = np.asarray(seen, dtype=np.int64)  # the feed's exploration excludes them too
     guard = sibling_guard(ctx, catalog) if use_topics else set()
-    allowed = catalog.allowed(guard, seen)
+    allowed = catalog.allowed(guard, out.seen)
 
     if use_topics:
         intent = {t: a.intent - 0.5 * a.skip for t, a in ctx.topics.items() if a.intent > 0}

@@ -213,7 +213,7 @@ class CatalogIndex:
         order = np.lexsort((clips, first_word[clips], -scores[clips]))
         return clips[order], scores[clips][order]
 
-    def allowed(self, guard: set[str], seen: Iterable[int]) -> np.ndarray:
+    def allowed(self, guard: set[str], seen: np.ndarray) -> np.ndarray:
         """A mask over clips: False for clips of a ``guard`` topic and for the ``seen`` positions.
         The guard part is cached per guard set (a handful of distinct sets serve most users)."""
         key = frozenset(guard)
@@ -226,7 +226,7 @@ class CatalogIndex:
                 self._guard_masks.clear()
             self._guard_masks[key] = base
         out = base.copy()
-        out[np.fromiter(seen, dtype=np.int64)] = False
+        out[seen] = False
         return out
 
     def token_overlap(self, idx: list[int], word_sets: list[set[str]]) -> np.ndarray:

@@ -92,7 +92,9 @@ class CollabModel:
         self.meta = meta or {}
         self.gram = (self.item_factors.T @ self.item_factors).astype(np.float64)  # Y^T Y, for the fold-in
         self._sides: dict[tuple[tuple[str, float], ...], UserSide | None] = {}
-        self._max_sides = max(1, int(64e6 // (17 * max(1, len(self.ids)))))  # 2 float64 + 1 bool per clip
+        # a side holds a float32 factor score, a float64 co-engagement and a bool per clip (13 bytes;
+        # 17 leaves room for the dict and the arrays' headers)
+        self._max_sides = max(1, int(64e6 // (17 * max(1, len(self.ids)))))
         self._binding: tuple[Sequence[str], np.ndarray, np.ndarray] | None = None
 
     # -- fitting ---------------------------------------------------------------------------------

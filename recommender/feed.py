@@ -122,7 +122,7 @@ class FeedBuilder:
         # Without a trained model the prior alone ranks (it is also where the booster starts).
         scores = self.ranker.predict(x) if self.ranker is not None else prior_score(x)
         rows = self._diversify(idx, scores, limit)
-        order = self._explore([idx[r] for r in rows], idx, limit, user_key, ctx)
+        order = self._explore([idx[r] for r in rows], limit, user_key, ctx, cands.seen)
         pos = {idx[r]: r for r in rows}  # page clip -> its candidate row
         picks = {i for i in order if i not in pos}
         if picks:  # an exploration pick may be a candidate too: then it is ranked as one
@@ -194,8 +194,9 @@ class FeedBuilder:
                 return out
         return (out + deferred)[:limit]  # too few distinct topics: fill rather than return a short page
 
-    def _explore(self, order: list[int], idx: list[int], limit: int, user_key: str, ctx: UserContext) -> list[int]:
-        """Reserve a small share of the page (the last slots) for popular clips from unseen topics."""
+    def _explore(self, order: list[int], limit: int, user_key: str, ctx: UserContext, seen: np.ndarray) -> list[int]:
+        """Reserve a small share of the page (the last slots) for popular clips from unseen topics
+        (``seen``: catalog positions of the user's seen clips, from candidate generation)."""
         n = int(limit * self.cfg.feed.exploration_share)
         if n <= 0 or len(order) < limit:
             return order
@@ -208,9 +209,9 @@ class FeedBuilder:
         head = cat.popularity_rank[:500]
         blocked = np.zeros(len(cat.tier1_code), dtype=bool)  # masks: np.isin costs ~50 µs a call
         blocked[[cat.tier1_code[t] for t in near if t in cat.tier1_code]] = True
-        seen = np.zeros(len(cat.ids), dtype=bool)
-        seen[[j for j in (cat.pos.get(c) for c in ctx.seen) if j is not None]] = True
-        pool = head[~blocked[cat.tier1_codes[head]] & ~seen[head]].tolist()
+        was_seen = np.zeros(len(cat.ids), dtype=bool)
+        was_seen[seen] = True
+        pool = head[~blocked[cat.tier1_codes[head]] & ~was_seen[head]].tolist()
         if not pool:
             return order
         picks = [pool[int(j)] for j in rng.choice(len(pool), size=min(n, len(pool)), replace=False)]

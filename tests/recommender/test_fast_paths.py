@@ -66,7 +66,9 @@ def test_candidates_follow_the_rules_of_each_source(stack: Stack) -> None:
             if "popular" in sources:  # the fill only takes clips no other source proposed
                 assert sources == {"popular"}
         if len(idx) < cfg.min_candidates:  # too few allowed clips in the whole catalog
-            allowed = catalog.allowed(guard, [catalog.pos[c] for c in ctx.seen if c in catalog.pos])
+            allowed = catalog.allowed(
+                guard, np.array([catalog.pos[c] for c in ctx.seen if c in catalog.pos], dtype=np.int64)
+            )
             assert allowed.sum() <= len(idx) + len(ctx.seen)
 
 
