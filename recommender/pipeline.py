@@ -212,20 +212,26 @@ class WorldData:
         return cls(world, clips, taxonomy, dict(users), events)
 
 
-def apply_query(updater: ContextUpdater, ctx: UserContext, tagging: SearchTagging, q: SearchQuery) -> None:
+def apply_query(
+    updater: ContextUpdater, ctx: UserContext, tagging: SearchTagging, q: SearchQuery, *, settle: bool = True
+) -> None:
     search, doc = tagging.tag(q.query, [d.title for d in q.clicked_docs])
-    updater.on_search(ctx, q.query, q.ts.timestamp(), search, doc, hangul=hangul_share(q.query))
+    updater.on_search(ctx, q.query, q.ts.timestamp(), search, doc, hangul=hangul_share(q.query), settle=settle)
 
 
-def apply_event(updater: ContextUpdater, ctx: UserContext, catalog: CatalogIndex, e: Event) -> None:
+def apply_event(
+    updater: ContextUpdater, ctx: UserContext, catalog: CatalogIndex, e: Event, *, settle: bool = True
+) -> None:
     ts = e.ts.timestamp()
     if e.type in (EventType.FOLLOW, EventType.UNFOLLOW):
-        updater.on_follow(ctx, e.creator_id or "", ts, e.type is EventType.FOLLOW)
+        updater.on_follow(ctx, e.creator_id or "", ts, e.type is EventType.FOLLOW, settle=settle)
         return
     i = catalog.pos.get(e.clip_id or "")
     if i is None:
         return  # an event for a clip that is not in the catalog changes nothing
-    updater.on_clip_event(ctx, e.type.value, catalog.ids[i], catalog.topic[i], catalog.creator[i], ts, e.watch_ratio)
+    updater.on_clip_event(
+        ctx, e.type.value, catalog.ids[i], catalog.topic[i], catalog.creator[i], ts, e.watch_ratio, settle=settle
+    )
 
 
 def replay(
@@ -247,9 +253,10 @@ def replay(
         if until is not None and ts >= until:
             break
         if isinstance(item, SearchQuery):
-            apply_query(updater, ctx, tagging, item)
+            apply_query(updater, ctx, tagging, item, settle=False)
         elif max_clip_events is None or ctx.clip_events < max_clip_events:
-            apply_event(updater, ctx, catalog, item)
+            apply_event(updater, ctx, catalog, item, settle=False)
+    ctx.settle()  # the decay was left pending event by event (see ContextUpdater)
     return ctx
 
 

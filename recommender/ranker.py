@@ -99,12 +99,13 @@ def build_training(
         s = 0
         for ts, _, item in items:
             while s < len(sessions) and sessions[s][0] <= ts:
+                ctx.settle()  # events are folded with their decay pending (see ContextUpdater)
                 _add_session(data, ctx, catalog, vectors, sessions[s], cfg.signals.meaningful_watch_ratio, collab)
                 s += 1
             if isinstance(item, SearchQuery):
-                apply_query(updater, ctx, tagging, item)
+                apply_query(updater, ctx, tagging, item, settle=False)
             else:
-                apply_event(updater, ctx, catalog, item)
+                apply_event(updater, ctx, catalog, item, settle=False)
     return data
 
 

@@ -122,7 +122,30 @@ class UserContext:
     # collaborative signals (co-engagement, the factor model's fold-in) start from.
     liked: dict[str, float] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Decay not yet multiplied into the stored amounts (a plain attribute, not a field: never
+        # serialised). A replay folds each event's decay into this one number instead of scaling
+        # every affinity (half of a replay's time went there); ``settle`` applies it.
+        self.pending = 1.0
+
+    def settle(self) -> None:
+        """Multiplies the pending decay into every decayed amount (follows are not decayed)."""
+        f = self.pending
+        if f == 1.0:
+            return
+        for a in self.topics.values():
+            a.scale(f)
+        for c in self.creators.values():
+            c.scale(f)
+        for t in self.tags.values():
+            t.scale(f)
+        liked = self.liked
+        for clip in liked:
+            liked[clip] *= f
+        self.pending = 1.0
+
     def to_dict(self) -> dict[str, Any]:
+        self.settle()
         return asdict(self)
 
     @classmethod
@@ -144,25 +167,31 @@ class UserContext:
 
 
 class ContextUpdater:
-    """Applies events to a :class:`UserContext` (decay first, then the event, then the bounds)."""
+    """Applies events to a :class:`UserContext` (decay first, then the event, then the bounds).
+
+    Each ``on_*`` method leaves the context settled (every amount as of the event's time) unless
+    called with ``settle=False``: then the decay stays pending in ``ctx.pending`` and new amounts
+    are stored divided by it, which is exact up to rounding; a replay of a whole log settles once
+    at the end (:func:`recommender.pipeline.replay`). Read a context only when settled.
+    """
 
     def __init__(self, cfg: SignalConfig | None = None) -> None:
         self.cfg = cfg or SignalConfig()
 
     def decay(self, ctx: UserContext, ts: float) -> None:
-        if ts <= ctx.updated_at:
-            return
-        f = 0.5 ** ((ts - ctx.updated_at) / (self.cfg.half_life_days * DAY)) if ctx.updated_at else 1.0
-        if f < 1.0:
-            for a in ctx.topics.values():
-                a.scale(f)
-            for c in ctx.creators.values():
-                c.scale(f)
-            for t in ctx.tags.values():
-                t.scale(f)
-            for clip in ctx.liked:
-                ctx.liked[clip] *= f
-        ctx.updated_at = ts
+        """Moves the context's clock to ``ts``, every amount decayed to then."""
+        self._advance(ctx, ts, settle=True)
+
+    def _advance(self, ctx: UserContext, ts: float, settle: bool) -> float:
+        """Moves the clock to ``ts``, the decay applied (``settle``) or left pending; returns the
+        factor that an amount gained at ``ts`` is stored with (1 / pending)."""
+        if ts > ctx.updated_at:
+            if ctx.updated_at:
+                ctx.pending *= 0.5 ** ((ts - ctx.updated_at) / (self.cfg.half_life_days * DAY))
+            ctx.updated_at = ts
+        if settle or ctx.pending < 1e-12:  # settle long before 1 / pending loses precision or overflows
+            ctx.settle()
+        return 1.0 / ctx.pending
 
     def on_search(
         self,
@@ -173,9 +202,11 @@ class ContextUpdater:
         doc_tags: Sequence[FilteredTag] = (),
         hangul: float | None = None,
         via: str = "tagger",
+        *,
+        settle: bool = True,
     ) -> None:
         """Signals 1-2: kept tags of the query (``search``) and of its clicked documents (``doc_click``)."""
-        self.decay(ctx, ts)
+        inv = self._advance(ctx, ts, settle)
         kept: list[str] = []
         dropped: list[str] = []
         for signal, tags in (("search", search_tags), ("doc_click", doc_tags)):
@@ -186,11 +217,11 @@ class ContextUpdater:
                 kept.append(t.tag)
                 for score in t.topics[:2]:
                     aff = ctx.topics.setdefault(score.id, TopicAffinity())
-                    setattr(aff, signal, getattr(aff, signal) + t.score * score.p)
+                    setattr(aff, signal, getattr(aff, signal) + t.score * score.p * inv)
                 # A tag without topics (no topic model in the loop) still drives text matching.
                 p = t.topics[0].p if t.topics else 1.0
                 prev = ctx.tags.get(t.tag)
-                weight = t.score * p + (prev.weight if prev else 0.0)
+                weight = t.score * p * inv + (prev.weight if prev else 0.0)
                 ctx.tags[t.tag] = TagAffinity(weight, t.topics[0].id if t.topics else "", query, signal)
         if hangul is not None:
             ctx.hangul = 0.7 * ctx.hangul + 0.3 * hangul
@@ -206,9 +237,11 @@ class ContextUpdater:
         creator: str,
         ts: float,
         watch_ratio: float | None = None,
+        *,
+        settle: bool = True,
     ) -> None:
         """Signals 3-4: impressions (seen), watch/skip, like/share/comment."""
-        self.decay(ctx, ts)
+        inv = self._advance(ctx, ts, settle)
         if etype != "impression":
             ctx.clip_events += 1
         if clip_id not in ctx.seen[-50:]:
@@ -218,28 +251,29 @@ class ContextUpdater:
         if etype == "watch":
             ratio = watch_ratio or 0.0
             if ratio >= self.cfg.meaningful_watch_ratio:
-                gain = positive_weight(etype, ratio, self.cfg.meaningful_watch_ratio)
+                gain = positive_weight(etype, ratio, self.cfg.meaningful_watch_ratio) * inv
                 aff.watch += gain
                 cre.watch += gain
             else:
                 # A short watch is a weak skip: the user looked and left.
-                aff.skip += 0.5 * (1.0 - ratio / self.cfg.meaningful_watch_ratio)
-                cre.skip += 0.5 * (1.0 - ratio / self.cfg.meaningful_watch_ratio)
+                weak = 0.5 * (1.0 - ratio / self.cfg.meaningful_watch_ratio) * inv
+                aff.skip += weak
+                cre.skip += weak
         elif etype == "skip":
-            aff.skip += 1.0
-            cre.skip += 1.0
+            aff.skip += inv
+            cre.skip += inv
         elif etype in ENGAGE_WEIGHTS:
-            w = ENGAGE_WEIGHTS[etype]
+            w = ENGAGE_WEIGHTS[etype] * inv
             aff.engage += w
             cre.engage += w
         liked = positive_weight(etype, watch_ratio, self.cfg.meaningful_watch_ratio)
         if liked > 0:
-            ctx.liked[clip_id] = ctx.liked.get(clip_id, 0.0) + liked
+            ctx.liked[clip_id] = ctx.liked.get(clip_id, 0.0) + liked * inv
         self._bound(ctx)
 
-    def on_follow(self, ctx: UserContext, creator: str, ts: float, follow: bool = True) -> None:
+    def on_follow(self, ctx: UserContext, creator: str, ts: float, follow: bool = True, *, settle: bool = True) -> None:
         """Signal 5: creator follow / unfollow."""
-        self.decay(ctx, ts)
+        self._advance(ctx, ts, settle)
         ctx.clip_events += 1
         ctx.creators.setdefault(creator, CreatorAffinity()).follow = 1.0 if follow else 0.0
         self._bound(ctx)
@@ -253,6 +287,7 @@ class ContextUpdater:
             keep = sorted(ctx.tags, key=lambda k: ctx.tags[k].weight, reverse=True)
             ctx.tags = {k: ctx.tags[k] for k in keep[: cfg.max_tags]}
         if len(ctx.creators) > cfg.max_creators:
+            ctx.settle()  # a creator's strength adds the undecayed follow: pending decay would skew it
             keep = sorted(ctx.creators, key=lambda k: ctx.creators[k].strength, reverse=True)
             ctx.creators = {k: ctx.creators[k] for k in keep[: cfg.max_creators]}
         if len(ctx.liked) > cfg.max_liked:

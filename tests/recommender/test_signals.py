@@ -82,3 +82,55 @@ def test_round_trip_through_dict() -> None:
     upd.on_follow(ctx, "cr1", 7.0)
     again = UserContext.from_dict(ctx.to_dict())
     assert again == ctx
+
+
+def _fold_random_log(seed: int, settle: bool) -> UserContext:
+    """A random log of every event kind, with bursts seconds apart and gaps of up to a year."""
+    import random
+
+    rng = random.Random(seed)
+    cfg = SignalConfig(max_topics=4, max_tags=3, max_creators=3, max_liked=4)
+    ctx, upd, ts = UserContext(), ContextUpdater(cfg), 1000.0
+    for _ in range(300):
+        ts += rng.choice([0.0, 5.0, 600.0, DAY, 30 * DAY, 365 * DAY])
+        topic, creator, clip = f"t{rng.randrange(6)}", f"cr{rng.randrange(6)}", f"c{rng.randrange(12)}"
+        kind = rng.randrange(4)
+        if kind == 0:
+            tags = [ftag(f"tag{rng.randrange(6)}", topic, score=rng.random())]
+            upd.on_search(ctx, "q", ts, tags, [ftag("doc", topic, 0.5)], hangul=rng.random(), settle=settle)
+        elif kind == 1:
+            upd.on_follow(ctx, creator, ts, follow=rng.random() < 0.7, settle=settle)
+        else:
+            etype = rng.choice(["impression", "watch", "skip", "like", "share", "comment"])
+            upd.on_clip_event(ctx, etype, clip, topic, creator, ts, watch_ratio=rng.random() * 1.5, settle=settle)
+    ctx.settle()
+    return ctx
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pending_decay_gives_the_same_context_as_decaying_every_event(seed: int) -> None:
+    eager, lazy = _fold_random_log(seed, settle=True), _fold_random_log(seed, settle=False)
+    assert lazy.to_dict().keys() == eager.to_dict().keys()
+    assert set(lazy.topics) == set(eager.topics) and set(lazy.creators) == set(eager.creators)
+    assert set(lazy.tags) == set(eager.tags) and set(lazy.liked) == set(eager.liked)
+    for k, a in eager.topics.items():
+        b = lazy.topics[k]
+        for signal in ("search", "doc_click", "watch", "skip", "engage"):
+            assert getattr(b, signal) == pytest.approx(getattr(a, signal), rel=1e-9, abs=1e-300)
+    for k, c in eager.creators.items():
+        assert lazy.creators[k].strength == pytest.approx(c.strength, rel=1e-9) and lazy.creators[k].follow == c.follow
+    for k, t in eager.tags.items():
+        assert lazy.tags[k].weight == pytest.approx(t.weight, rel=1e-9)
+    for k, w in eager.liked.items():
+        assert lazy.liked[k] == pytest.approx(w, rel=1e-9)
+
+
+def test_pending_decay_is_applied_before_the_context_is_serialised() -> None:
+    ctx, upd = UserContext(), ContextUpdater(SignalConfig(half_life_days=7))
+    upd.on_clip_event(ctx, "like", "c1", "533", "cr1", 1000.0, settle=False)
+    upd.on_clip_event(ctx, "impression", "c2", "533", "cr1", 1000.0 + 7 * DAY, settle=False)
+    assert ctx.pending == pytest.approx(0.5)  # the decay is waiting, the stored amount is not yet halved
+    d = ctx.to_dict()
+    assert "pending" not in d and ctx.pending == 1.0
+    assert d["topics"]["533"]["engage"] == pytest.approx(0.5) and d["liked"]["c1"] == pytest.approx(0.5)
+    assert UserContext.from_dict(d).pending == 1.0
