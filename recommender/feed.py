@@ -6,7 +6,7 @@ import logging
 import math
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -110,9 +110,10 @@ class FeedBuilder:
         """The feed for ``ctx``. ``explain`` adds the reasons; ``contributions`` adds the top feature
         contributions (LightGBM ``pred_contrib``, the most expensive part of a request);
         ``served_rows`` keeps the page's feature rows (``Feed.features``, for the served log)."""
+        ctx.settle()  # a context folded with its decay pending (a replay) is read only when settled
         ctx = self.catalog.view(ctx)
         if exclude:
-            ctx = UserContext(**{**ctx.__dict__, "seen": [*ctx.seen, *exclude]})
+            ctx = replace(ctx, seen=[*ctx.seen, *exclude])
         cands = generate(ctx, self.catalog, self.cfg.candidates, self.vectors, collab=self.collab)
         if not ctx.tags and not any(a.positive > 0 for a in ctx.topics.values()):
             return self._fallback(cands, limit, "no search intent or watch history yet: popular clips")

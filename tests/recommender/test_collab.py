@@ -3,6 +3,7 @@ users, nothing for cold ones; out-of-fold training features; save/load; the hist
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -165,7 +166,7 @@ def test_world_warm_user_gets_collaborative_candidates_and_features(stack: Stack
     x = compute(ctx, stack.catalog, builder.vectors, cands.index, None, collab)
     assert x[:, COL["cf_score"]].any() and x[:, COL["liked_sim"]].any()
     # a cold user (searches only): no collaborative candidate, all collaborative features 0
-    cold = UserContext(**{**ctx.__dict__, "liked": {}})
+    cold = replace(ctx, liked={})
     cold_cands = generate(cold, stack.catalog, stack.cfg.candidates, builder.vectors, collab=collab)
     assert not {"coengage", "factor"} & {s for ss in cold_cands.sources.values() for s in ss}
     xc = compute(cold, stack.catalog, builder.vectors, cold_cands.index, None, collab)
