@@ -31,9 +31,6 @@ class Candidates:
         self._order: list[np.ndarray] = []
         self._index: list[int] | None = []
         self.seen = np.zeros(0, dtype=np.int64)  # catalog positions of the clips the user has seen
-        self.tag_sim: dict[int, float] = {}
-        self.best_tag: dict[int, str] = {}
-        self.keyword: dict[int, float] = {}
 
     def add(self, clips: np.ndarray, source: str, prelim: float | np.ndarray) -> None:
         """Adds ``clips`` (distinct catalog positions) as proposed by ``source`` with a preliminary
@@ -171,36 +168,28 @@ def generate(
             # below all of that list, so below this many clips), up to the index's recall
             want = cfg.embedding_top + n_seen
             found, scores = catalog.ann.knn(vecs, want)
-            best_sim: dict[int, tuple[float, int]] = {}
-            for t, (cids, row) in enumerate(zip(found, scores, strict=True)):
+            best_sim: dict[int, float] = {}
+            for cids, row in zip(found, scores, strict=True):
                 for cid, s in zip(cids, row.tolist(), strict=True):
                     row_of = catalog.pos.get(cid)
-                    if row_of is not None and (row_of not in best_sim or s > best_sim[row_of][0]):
-                        best_sim[row_of] = (s, t)
-            merged = sorted(best_sim.items(), key=lambda kv: (-kv[1][0], kv[0]))[:want]
-            for i, (s, t) in merged:
-                out.tag_sim[i] = s
-                out.best_tag[i] = tags[t]
+                    if row_of is not None and (row_of not in best_sim or s > best_sim[row_of]):
+                        best_sim[row_of] = s
+            merged = sorted(best_sim.items(), key=lambda kv: (-kv[1], kv[0]))[:want]
             at = np.array([i for i, _ in merged], dtype=np.int64)
-            sims = np.array([s for _, (s, _) in merged])
+            sims = np.array([s for _, s in merged])
             ok = allowed[at] if len(at) else np.zeros(0, dtype=bool)
             out.add(at[ok][: cfg.embedding_top], "embedding", sims[ok][: cfg.embedding_top])
         elif len(vecs) and catalog.vectors is not None:
-            # tags x clips: a max down the short axis is ~10x cheaper than an argmax along it, so
-            # the best tag is looked up only for the clips that make the cut
-            sims = vecs @ catalog.vectors.T
-            top = sims.max(axis=0)
+            # tags x clips: a max down the short axis is ~10x cheaper than an argmax along it (each
+            # candidate's best tag is found later, by the features, for the candidates only)
+            top = (vecs @ catalog.vectors.T).max(axis=0)
             order = top_k(top, cfg.embedding_top + n_seen)
-            best = sims[:, order].argmax(axis=0)
-            out.tag_sim = dict(zip(order.tolist(), top[order].astype(np.float64).tolist(), strict=True))
-            out.best_tag = dict(zip(order.tolist(), [tags[b] for b in best.tolist()], strict=True))
             ok = order[allowed[order]][: cfg.embedding_top]
             out.add(ok, "embedding", top[ok].astype(np.float64))
         words = [w for t in tags for w in tokens(t)]
         kw_clips, kw = catalog.keyword_ranked(words)
         if len(kw_clips):
             kw_clips, kw = kw_clips[: cfg.keyword_top + n_seen], kw[: cfg.keyword_top + n_seen] / kw[0]
-            out.keyword = dict(zip(kw_clips.tolist(), kw.tolist(), strict=True))
             ok = allowed[kw_clips]
             out.add(kw_clips[ok], "keyword", kw[ok])
     for creator, aff in ctx.creators.items():

@@ -209,10 +209,10 @@ def test_candidates_from_ann_match_the_exact_scan(stack: Stack) -> None:
         emb_b = {i for i, s in b.sources.items() if "embedding" in s}
         assert len(emb_a) == len(emb_b) == cfg.embedding_top
         overlaps.append(len(emb_a & emb_b) / len(emb_a))
-        shared = set(a.tag_sim) & set(b.tag_sim)
-        assert len(shared) >= 0.95 * len(a.tag_sim)
-        for i in shared:  # the same similarity and the same best tag as the exact branch
-            assert abs(a.tag_sim[i] - b.tag_sim[i]) < 1e-4 and a.best_tag[i] == b.best_tag[i]
+        # the clips the index found instead are (nearly) as similar as the exact branch's weakest
+        sims = (TagVectorCache(exact_catalog).get(list(ctx.tags)) @ exact_catalog.vectors.T).max(axis=0)
+        weakest = min(float(sims[i]) for i in emb_a)
+        assert np.mean([sims[i] >= weakest - 0.02 for i in emb_b - emb_a] or [True]) >= 0.9
         assert not {stack.catalog.ids[i] for i in emb_b} & set(ctx.seen)
     assert np.mean(overlaps) >= 0.97
 
