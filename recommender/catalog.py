@@ -30,6 +30,16 @@ class ClipStats:
     skips: int = 0
 
 
+@dataclass(frozen=True)
+class OverlapWeights:
+    """Word sets as ``token_overlap`` weighs them: word -> column, (words x sets) idf, each set's norm."""
+
+    words: dict[str, int]
+    weights: np.ndarray
+    norms: np.ndarray
+    n_sets: int
+
+
 class CatalogIndex:
     """Read-only view of the catalog that candidate generation and features need."""
 
@@ -229,8 +239,9 @@ class CatalogIndex:
         out[seen] = False
         return out
 
-    def token_overlap(self, idx: list[int], word_sets: list[set[str]]) -> np.ndarray:
-        """(len(idx) x len(word_sets)) idf-weighted share of each word set found in each clip's text."""
+    def overlap_weights(self, word_sets: list[set[str]]) -> OverlapWeights:
+        """The word-set side of ``token_overlap``: the known words, each set's idf weights and norm
+        (the same for every clip, so computed once per feed)."""
         words: dict[str, int] = {}
         norms = np.zeros(len(word_sets), dtype=np.float32)
         cells: list[tuple[int, int, float]] = []
@@ -240,8 +251,20 @@ class CatalogIndex:
                 if idf is not None:
                     cells.append((words.setdefault(w, len(words)), j, idf))
                     norms[j] += idf
-        if not cells or not len(idx):
-            return np.zeros((len(idx), len(word_sets)), dtype=np.float32)
+        weights = np.zeros((len(words), len(word_sets)), dtype=np.float32)
+        for k, j, idf in cells:
+            weights[k, j] += idf
+        return OverlapWeights(words, weights, norms, len(word_sets))
+
+    def token_overlap(
+        self, idx: list[int], word_sets: list[set[str]], weights: OverlapWeights | None = None
+    ) -> np.ndarray:
+        """(len(idx) x len(word_sets)) idf-weighted share of each word set found in each clip's text
+        (``weights``: ``overlap_weights(word_sets)`` when the caller has it)."""
+        ow = weights if weights is not None else self.overlap_weights(word_sets)
+        words = ow.words
+        if not words or not len(idx):
+            return np.zeros((len(idx), ow.n_sets), dtype=np.float32)
         # (candidates x words) incidence from each word's clip list, then one product with the
         # (words x sets) idf weights. ``row_of`` maps a clip to its candidate row + 1 (0: not a
         # candidate); np.zeros is calloc, so only the pages the word lists touch cost anything.
@@ -250,15 +273,12 @@ class CatalogIndex:
         row_of[at] = np.arange(1, len(at) + 1)
         if (row_of[at] != np.arange(1, len(at) + 1)).any():  # a clip twice in idx: once, then spread
             uniq, back = np.unique(at, return_inverse=True)
-            once: np.ndarray = self.token_overlap(uniq.tolist(), word_sets)[back]
+            once: np.ndarray = self.token_overlap(uniq.tolist(), word_sets, ow)[back]
             return once
         incidence = np.zeros((len(idx) + 1, len(words)), dtype=np.float32)
         for w, k in words.items():
             incidence[row_of[self.token_clips[w]], k] = 1.0
-        weights = np.zeros((len(words), len(word_sets)), dtype=np.float32)
-        for k, j, idf in cells:
-            weights[k, j] += idf
-        result: np.ndarray = (incidence[1:] @ weights) / np.maximum(norms, 1e-9)
+        result: np.ndarray = (incidence[1:] @ ow.weights) / np.maximum(ow.norms, 1e-9)
         return result
 
     def similar(self, vectors: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from recommender.candidates import Candidates, TagVectorCache, generate
 from recommender.catalog import CatalogIndex
 from recommender.collab import CollabModel
 from recommender.config import RecommenderConfig
-from recommender.features import FEATURES, RequestContext, compute, tag_matches
+from recommender.features import FEATURES, RequestContext, UserSide, compute, tag_matches, user_side
 from recommender.ranker import Ranker, prior_score
 from recommender.signals import UserContext
 
@@ -40,8 +40,8 @@ class Feed:
     # the ``FEATURES`` schema (None for fallback feeds, which are not ranked). The served-impression
     # log records them, so training sees what the ranker saw. The rows of exploration picks (not
     # among the candidates, so never scored) are NaN until ``complete_features()`` computes them:
-    # a second ``compute`` call costs ~1 ms however few its rows, so the log does it in its writer
-    # thread, off the request path.
+    # a second ``compute`` call, however few its rows, costs a few hundred µs even with the feed's
+    # user side reused, so the log does it in its writer thread, off the request path.
     features: np.ndarray | None = None
     pending: Callable[[list[str]], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
@@ -118,8 +118,9 @@ class FeedBuilder:
         if not ctx.tags and not any(a.positive > 0 for a in ctx.topics.values()):
             return self._fallback(cands, limit, "no search intent or watch history yet: popular clips")
         idx = cands.index
-        match = tag_matches(ctx, self.catalog, self.vectors, idx)
-        x = compute(ctx, self.catalog, self.vectors, idx, req, self.collab, match)
+        side = user_side(ctx, self.catalog, self.vectors)
+        match = tag_matches(ctx, self.catalog, self.vectors, idx, side)
+        x = compute(ctx, self.catalog, self.vectors, idx, req, self.collab, match, side)
         # Without a trained model the prior alone ranks (it is also where the booster starts).
         scores = self.ranker.predict(x) if self.ranker is not None else prior_score(x)
         rows = self._diversify(idx, scores, limit)
@@ -146,14 +147,20 @@ class FeedBuilder:
             items.append(FeedItem(self.catalog.ids[i], round(score, 4), [self.catalog.topic[i]], explanation))
         if not served_rows:
             return Feed(items, None, len(idx))
-        return Feed(items, None, len(idx), *self._served_rows(ctx, x, pos, order, req))
+        return Feed(items, None, len(idx), *self._served_rows(ctx, x, pos, order, req, side))
 
     def _served_rows(
-        self, ctx: UserContext, x: np.ndarray, pos: dict[int, int], order: list[int], req: RequestContext | None
+        self,
+        ctx: UserContext,
+        x: np.ndarray,
+        pos: dict[int, int],
+        order: list[int],
+        req: RequestContext | None,
+        side: UserSide,
     ) -> tuple[np.ndarray, Callable[[list[str]], np.ndarray] | None]:
         """The rows of ``x`` for the page, in page order, and for exploration picks (not among the
         candidates; NaN rows here) the function that computes theirs the same way, for just those
-        clips. It may run in another thread: it reads the tag vector cache without writing to it."""
+        clips, from the feed's own user side. It may run in another thread: it only reads."""
         rows = np.full((len(order), x.shape[1]), np.nan, dtype=x.dtype)
         ranked = [n for n, i in enumerate(order) if i in pos]
         rows[ranked] = x[[pos[order[n]] for n in ranked]]
@@ -162,7 +169,7 @@ class FeedBuilder:
         catalog, vectors, collab = self.catalog, _ReadOnlyVectors(self.vectors), self.collab
 
         def pending(clip_ids: list[str]) -> np.ndarray:
-            return compute(ctx, catalog, vectors, [catalog.pos[c] for c in clip_ids], req, collab)
+            return compute(ctx, catalog, vectors, [catalog.pos[c] for c in clip_ids], req, collab, side=side)
 
         return rows, pending
 

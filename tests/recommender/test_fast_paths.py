@@ -49,6 +49,9 @@ def test_token_overlap_is_the_idf_share_per_clip_and_word_set(stack: Stack) -> N
             norm = sum(catalog.idf[w] for w in ws if w in catalog.idf)
             hit = sum(catalog.idf[w] for w in ws if w in catalog.idf and w in catalog.clip_tokens[i])
             assert got[r, j] == pytest.approx(hit / norm if norm else 0.0, abs=1e-6)
+    # the word-set side computed once per feed and passed in gives the very same matrix
+    np.testing.assert_array_equal(catalog.token_overlap(idx, sets, catalog.overlap_weights(sets)), got)
+    assert catalog.token_overlap([], sets, catalog.overlap_weights(sets)).shape == (0, 4)
 
 
 def test_candidates_follow_the_rules_of_each_source(stack: Stack) -> None:
