@@ -55,24 +55,6 @@ class Feed:
         return self.features
 
 
-class _ReadOnlyVectors(TagVectorCache):
-    """A tag vector cache's vectors, read without writing to it (a miss is encoded, not stored), so
-    another thread can use it while requests fill and clear the cache."""
-
-    def __init__(self, base: TagVectorCache) -> None:
-        super().__init__(base.catalog, base.size)
-        self.base = base
-
-    def get(self, tags: list[str]) -> np.ndarray:
-        enc = self.catalog.encoder
-        if enc is None or not tags:
-            return np.zeros((0, 1), dtype=np.float32)
-        cached = [self.base.cache.get(t) for t in tags]
-        missing = [t for t, v in zip(tags, cached, strict=True) if v is None]
-        fresh = dict(zip(missing, enc.encode(missing), strict=True)) if missing else {}
-        return np.stack([fresh[t] if v is None else v for t, v in zip(tags, cached, strict=True)])
-
-
 class FeedBuilder:
     def __init__(
         self,
@@ -166,9 +148,11 @@ class FeedBuilder:
         rows[ranked] = x[[pos[order[n]] for n in ranked]]
         if len(ranked) == len(order):
             return rows, None
-        catalog, vectors, collab = self.catalog, _ReadOnlyVectors(self.vectors), self.collab
+        catalog, vectors, collab = self.catalog, self.vectors, self.collab
 
         def pending(clip_ids: list[str]) -> np.ndarray:
+            # given the side, compute never reads the tag vector cache (the side holds the tags'
+            # vectors), so this thread cannot race the requests that fill and clear it
             return compute(ctx, catalog, vectors, [catalog.pos[c] for c in clip_ids], req, collab, side=side)
 
         return rows, pending

@@ -234,6 +234,15 @@ def apply_event(
     )
 
 
+def timeline(log: UserLog) -> list[tuple[float, SearchQuery | Event]]:
+    """A user's searches and events in time order (epoch seconds; a search before an event at the
+    same second), as replays and training sessions fold them."""
+    items: list[tuple[float, int, SearchQuery | Event]] = [(q.ts.timestamp(), 0, q) for q in log.queries]
+    items += [(e.ts.timestamp(), 1, e) for e in log.events]
+    items.sort(key=lambda x: (x[0], x[1]))
+    return [(ts, item) for ts, _, item in items]
+
+
 def replay(
     updater: ContextUpdater,
     catalog: CatalogIndex,
@@ -246,10 +255,7 @@ def replay(
     ``max_clip_events``: no clip event after that many (the user as they were early on; searches
     up to ``until`` still count)."""
     ctx = UserContext()
-    items: list[tuple[float, int, SearchQuery | Event]] = [(q.ts.timestamp(), 0, q) for q in log.queries]
-    items += [(e.ts.timestamp(), 1, e) for e in log.events]
-    items.sort(key=lambda x: (x[0], x[1]))
-    for ts, _, item in items:
+    for ts, item in timeline(log):
         if until is not None and ts >= until:
             break
         if isinstance(item, SearchQuery):

@@ -19,7 +19,7 @@ from recommender.catalog import CatalogIndex
 from recommender.collab import CollabModel
 from recommender.config import RecommenderConfig
 from recommender.features import FEATURES, RequestContext, compute
-from recommender.pipeline import SearchTagging, UserLog, apply_event, apply_query
+from recommender.pipeline import SearchTagging, UserLog, apply_event, apply_query, timeline
 from recommender.signals import ContextUpdater, UserContext
 
 SESSION_GAP_S = 1800.0
@@ -93,11 +93,8 @@ def build_training(
         if not sessions:
             continue
         ctx = UserContext()
-        items: list[tuple[float, int, SearchQuery | Event]] = [(q.ts.timestamp(), 0, q) for q in log.queries]
-        items += [(e.ts.timestamp(), 1, e) for e in log.events]
-        items.sort(key=lambda x: (x[0], x[1]))
         s = 0
-        for ts, _, item in items:
+        for ts, item in timeline(log):
             while s < len(sessions) and sessions[s][0] <= ts:
                 ctx.settle()  # events are folded with their decay pending (see ContextUpdater)
                 _add_session(data, ctx, catalog, vectors, sessions[s], cfg.signals.meaningful_watch_ratio, collab)
