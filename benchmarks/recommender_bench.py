@@ -61,36 +61,56 @@ def realtime(stack: Stack, ranker: Ranker, users: int) -> dict[str, Any]:
     return feedback_response(stack.world, stack.catalog, stack.tagging, builder, users)
 
 
-def speed(stack: Stack, ranker: Ranker, users: int) -> dict[str, float]:
+def speed(stack: Stack, ranker: Ranker, users: int, cache: Path) -> dict[str, Any]:
     """In-process, 300 candidates per feed, two ways of getting the context: replayed from the
     user's whole log (a user the process has not seen), and parsed from its stored form (what a
     serving process does per request: contexts are updated per event and kept in the store).
-    Each then generates the candidates, ranks them and diversifies the page."""
+    Each then generates the candidates, ranks them and diversifies the page.
+
+    Measured twice in the same process, alternating: the trees walked by LightGBM, and compiled to
+    native code by lleaves (what the API serves, ``Ranker.compile``); the feeds are the same."""
     cfg = RecommenderConfig(candidates=CandidateConfig(min_candidates=300, max_candidates=300))
     builder = FeedBuilder(stack.catalog, ranker, cfg)
     upd = ContextUpdater(cfg.signals)
     ids = sorted(stack.world.users)[:users]
-    replayed, stored, n_cands = [], [], []
-    contexts = {}
-    for uid in ids * 2:  # second pass: warm caches, like a serving process
-        t0 = time.perf_counter()
-        ctx = replay(upd, stack.catalog, stack.tagging, stack.world.users[uid])
-        feed = builder.build(ctx, 20, explain=False, user_key=uid)
-        replayed.append((time.perf_counter() - t0) * 1000)
-        n_cands.append(feed.candidates)
-        contexts[uid] = ctx.to_dict()
-    for uid in ids * 2:
-        t0 = time.perf_counter()
-        builder.build(UserContext.from_dict(contexts[uid]), 20, explain=False, user_key=uid)
-        stored.append((time.perf_counter() - t0) * 1000)
-    replayed, stored = sorted(replayed[len(ids) :]), sorted(stored[len(ids) :])
+    ranker.compile(cache)
+    compiled = (ranker.compiled, ranker.compiled_residual)
+    times: dict[str, dict[str, list[float]]] = {e: {"replayed": [], "stored": []} for e in ("lightgbm", "compiled")}
+    n_cands: list[int] = []
+    contexts: dict[str, dict[str, Any]] = {}
+    pages: dict[str, list[list[str]]] = {"lightgbm": [], "compiled": []}
+    for rep in range(5):  # first pass: warm caches, like a serving process (not counted)
+        # the order alternates so that the machine's drift hits both alike
+        for engine in ("lightgbm", "compiled") if rep % 2 else ("compiled", "lightgbm"):
+            ranker.compiled, ranker.compiled_residual = compiled if engine == "compiled" else (None, None)
+            t = times[engine]
+            for uid in ids:
+                t0 = time.perf_counter()
+                ctx = replay(upd, stack.catalog, stack.tagging, stack.world.users[uid])
+                feed = builder.build(ctx, 20, explain=False, user_key=uid)
+                if rep:
+                    t["replayed"].append((time.perf_counter() - t0) * 1000)
+                if rep == 1:  # one pass of pages per engine
+                    pages[engine].append([it.clip_id for it in feed.items])
+                n_cands.append(feed.candidates)
+                contexts[uid] = ctx.to_dict()
+            for uid in ids:
+                t0 = time.perf_counter()
+                builder.build(UserContext.from_dict(contexts[uid]), 20, explain=False, user_key=uid)
+                if rep:
+                    t["stored"].append((time.perf_counter() - t0) * 1000)
+    ranker.compiled, ranker.compiled_residual = compiled
+
+    def figures(values: list[float]) -> dict[str, float]:
+        v = sorted(values)
+        return {"p50": round(statistics.median(v), 2), "p99": round(v[int(0.99 * (len(v) - 1))], 2)}
+
     return {
-        "feeds": len(replayed),
+        "feeds": len(times["compiled"]["replayed"]),
         "candidates_mean": round(float(np.mean(n_cands)), 1),
-        "ms_p50": round(statistics.median(replayed), 2),
-        "ms_p99": round(replayed[int(0.99 * (len(replayed) - 1))], 2),
-        "stored_context_ms_p50": round(statistics.median(stored), 2),
-        "stored_context_ms_p99": round(stored[int(0.99 * (len(stored) - 1))], 2),
+        "compiled_trees": compiled[0] is not None,
+        "same_pages": pages["lightgbm"] == pages["compiled"],
+        **{f"{engine}_{how}_ms": figures(t[how]) for engine, t in times.items() for how in ("replayed", "stored")},
     }
 
 
@@ -137,7 +157,7 @@ def main() -> None:
             if "realtime" in parts:
                 out["realtime"] = realtime(stack, ranker, 200)
             if "speed" in parts:
-                out["speed"] = speed(stack, ranker, 300)
+                out["speed"] = speed(stack, ranker, 300, tmp / "compiled")
         if "youtube" in parts:
             out["youtube"] = youtube(tmp, args.users)
         if "big" in parts:

@@ -224,6 +224,8 @@ def build_services(
 
         stack.catalog.attach_ann(ClipVectorIndex.load(settings.ann_dir))
     ranker = load_ranker(model, stack)
+    if ranker is not None and settings.compile_ranker:
+        ranker.compile(settings.cache_dir / "compiled")
     return Services(
         settings=settings,
         world=stack.world,

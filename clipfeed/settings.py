@@ -108,6 +108,10 @@ class Settings(BaseSettings):
         pattern="^(auto|student|standin)$",
         description="Intent tagger for feeds: standin (query text as tags), student, or auto (student if shipped).",
     )
+    compile_ranker: bool = Field(
+        default=True,
+        description="Serve the ranker's trees compiled to native code by lleaves (same scores); off = LightGBM.",
+    )
     min_candidates: int = Field(default=100, ge=1, le=2000, description="Candidates ranked per feed, at least.")
     ann_dir: Path | None = Field(
         default=None, description="ANN index built by `clipfeed ranker index`; unset = exact search."

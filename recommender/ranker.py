@@ -17,6 +17,7 @@ from clipfeed.records import Event, EventType, SearchQuery
 from recommender.candidates import TagVectorCache
 from recommender.catalog import CatalogIndex
 from recommender.collab import CollabModel
+from recommender.compiled import CompiledForest, compile_booster
 from recommender.config import RecommenderConfig
 from recommender.features import FEATURES, RequestContext, compute
 from recommender.pipeline import SearchTagging, UserLog, apply_event, apply_query, timeline
@@ -266,10 +267,24 @@ class Ranker:
         self.meta = meta
         self.collab = collab
         self.residual = residual if collab is not None else None
+        # native-code copies of the boosters for predict() (see compile()); None: LightGBM predicts
+        self.compiled: CompiledForest | None = None
+        self.compiled_residual: CompiledForest | None = None
 
     def content_only(self) -> Ranker:
         """The same ranker without its collaborative part (the ``content`` system)."""
-        return Ranker(self.booster, {**self.meta, "collab": False, "residual": False})
+        out = Ranker(self.booster, {**self.meta, "collab": False, "residual": False})
+        out.compiled = self.compiled
+        return out
+
+    def compile(self, cache_dir: Path) -> Ranker:
+        """This ranker, predicting with its boosters compiled to native code by lleaves
+        (:mod:`recommender.compiled`: the same scores, ~8x faster per feed); where lleaves is
+        missing or disagrees with LightGBM, LightGBM keeps predicting. Returns ``self``."""
+        self.compiled = compile_booster(self.booster, cache_dir)
+        if self.residual is not None:
+            self.compiled_residual = compile_booster(self.residual, cache_dir)
+        return self
 
     @classmethod
     def train(
@@ -370,15 +385,16 @@ class Ranker:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """The prior score plus the boosted correction learned from logged sessions (plus the
         collaborative residual of a hybrid)."""
-        out: np.ndarray = prior_score(x) + self.booster.predict(_content(x), num_threads=1)
+        fast, fast_res = self.compiled, self.compiled_residual
+        xc = _content(x)
+        out: np.ndarray = prior_score(x) + (fast.predict(xc) if fast else self.booster.predict(xc, num_threads=1))
         if self.residual is not None and len(x):
             res = x[:, _RES]
             if (res == res[0]).all():
                 # a cold user: the residual's inputs are the same for every candidate, so is its
                 # output (one row instead of all: a LightGBM call costs ~1 µs per row)
-                out += float(self.residual.predict(res[:1], num_threads=1)[0])
-            else:
-                out += self.residual.predict(res, num_threads=1)
+                res = res[:1]
+            out += fast_res.predict(res) if fast_res else self.residual.predict(res, num_threads=1)
         return out
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
