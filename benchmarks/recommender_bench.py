@@ -14,6 +14,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,12 @@ from cli.wiring import Stack, load_stack, train_ranker
 from clipfeed.taxonomy import Taxonomy
 from clipfeed.world import WorldConfig, build_world
 from recommender import ContextUpdater, FeedBuilder, Ranker, UserContext, evaluate, replay
+from recommender.candidates import generate
 from recommender.config import CandidateConfig, RecommenderConfig
 from recommender.evaluate import ratio
+from recommender.features import compute
 from recommender.offline import feedback_response
+from recommender.ranker import _content
 
 HERE = Path(__file__).resolve().parent
 
@@ -100,6 +104,7 @@ def speed(stack: Stack, ranker: Ranker, users: int, cache: Path) -> dict[str, An
                 if rep:
                     t["stored"].append((time.perf_counter() - t0) * 1000)
     ranker.compiled, ranker.compiled_residual = compiled
+    per_call = _predict_call_us(stack, builder, ranker, contexts[ids[0]])
 
     def figures(values: list[float]) -> dict[str, float]:
         v = sorted(values)
@@ -110,7 +115,34 @@ def speed(stack: Stack, ranker: Ranker, users: int, cache: Path) -> dict[str, An
         "candidates_mean": round(float(np.mean(n_cands)), 1),
         "compiled_trees": compiled[0] is not None,
         "same_pages": pages["lightgbm"] == pages["compiled"],
+        "content_booster_call_us": per_call,
         **{f"{engine}_{how}_ms": figures(t[how]) for engine, t in times.items() for how in ("replayed", "stored")},
+    }
+
+
+def _predict_call_us(stack: Stack, builder: FeedBuilder, ranker: Ranker, raw: dict[str, Any]) -> dict[str, float]:
+    """One content-booster call on a real 300-row feature matrix: LightGBM vs the compiled forest
+    (best of 5 x 200 calls each, alternating)."""
+    ctx = UserContext.from_dict(raw)
+    cands = generate(ctx, stack.catalog, builder.cfg.candidates, builder.vectors, collab=builder.collab)
+    x = _content(compute(ctx, stack.catalog, builder.vectors, cands.index, collab=builder.collab))
+    assert ranker.compiled is not None
+    fast = ranker.compiled
+    calls: dict[str, Callable[[], Any]] = {
+        "lightgbm": lambda: ranker.booster.predict(x, num_threads=1),
+        "compiled": lambda: fast.predict(x),
+    }
+    best = dict.fromkeys(calls, float("inf"))
+    for _ in range(5):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            for _ in range(200):
+                call()
+            best[name] = min(best[name], (time.perf_counter() - t0) / 200 * 1e6)
+    return {
+        "rows": len(x),
+        **{k: round(v, 1) for k, v in best.items()},
+        "ratio": round(best["lightgbm"] / best["compiled"], 1),
     }
 
 

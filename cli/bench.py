@@ -1,4 +1,4 @@
-"""``clipfeed bench api|tagger|classifier|ranker|ann|servelog|scale``: runs the measuring scripts in ``benchmarks/``.
+"""``clipfeed bench api|api-ab|tagger|classifier|ranker|ann|servelog|scale``: runs the measuring scripts in ``benchmarks/``.
 
 The scripts live in the repository (they build worlds and servers of their own and print figures,
 not pass/fail); this group finds them from a checkout and passes any further arguments through, e.g.
@@ -17,6 +17,7 @@ from clipfeed.errors import ClipfeedError
 
 SCRIPTS = {
     "api": ("api_load.py", "Feed API under load over loopback: latency at fixed rates, ingestion, memory."),
+    "api-ab": ("api_ab.py", "Two server configurations (one setting apart) under the same feed load, alternating."),
     "tagger": ("tagger_bench.py", "Teacher vs student: quality, latency, CPU time, throughput."),
     "classifier": ("classifier_real.py", "Topic classifier on real data (Magnetic, YNAT) against baselines."),
     "ranker": ("recommender_bench.py", "Offline feed quality, real-time response, speed, generality."),
