@@ -1,4 +1,4 @@
-"""``clipfeed bench api|api-ab|tagger|classifier|ranker|ann|servelog|scale``: runs the measuring scripts in ``benchmarks/``.
+"""``clipfeed bench NAME`` (api, api-ab, tagger, ranker, ann, servelog, …): runs the scripts in ``benchmarks/``.
 
 The scripts live in the repository (they build worlds and servers of their own and print figures,
 not pass/fail); this group finds them from a checkout and passes any further arguments through, e.g.
