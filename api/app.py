@@ -123,6 +123,11 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
         on_tagged=share_tags,
     )
     servelog = open_servelog(services)
+    ranker = services.builder.ranker
+    if ranker is not None:  # operators can see when the compiled trees fell back to LightGBM
+        services.metrics.ranker_compiled.labels("content").set(float(ranker.compiled is not None))
+        if ranker.residual is not None:
+            services.metrics.ranker_compiled.labels("residual").set(float(ranker.compiled_residual is not None))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -70,6 +70,12 @@ class Metrics:
         self.servelog_queue = Gauge(
             "clipfeed_servelog_queue_depth", "Log records waiting for the writer thread", registry=self.registry
         )
+        self.ranker_compiled = Gauge(
+            "clipfeed_ranker_compiled",
+            "1 when the booster predicts from native code (lleaves), 0 when LightGBM does (fallback or off)",
+            ["booster"],
+            registry=self.registry,
+        )
 
 
 class RateLimiter:

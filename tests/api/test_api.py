@@ -102,6 +102,9 @@ def test_health_readiness_metrics_and_openapi(client: TestClient) -> None:
     client.get("/v1/users/m1/feed")
     text = client.get("/metrics").text
     assert "clipfeed_request_seconds_bucket" in text and 'clipfeed_feed_arm_total{arm="full"}' in text
+    # the API serves the shipped ranker's trees compiled (lleaves is a dependency): both boosters
+    assert 'clipfeed_ranker_compiled{booster="content"} 1.0' in text
+    assert 'clipfeed_ranker_compiled{booster="residual"} 1.0' in text
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/events", "/v1/users/{user_id}/feed", "/v1/users/{user_id}/context", "/v1/tags"} <= set(paths)
 
