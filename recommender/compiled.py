@@ -1,8 +1,8 @@
 """LightGBM boosters compiled to native code by lleaves, for serving.
 
 LightGBM walks its trees node by node behind a C call (~0.25 ms for the shipped content booster
-on a 300-candidate feed); lleaves compiles the same model text to machine code with LLVM, about
-8x faster on that call (``benchmarks/recommender_bench.py --parts speed`` prints both). The
+on a 300-candidate feed); lleaves compiles the same model text to machine code with LLVM, 5-7x
+faster on that call as measured (``benchmarks/recommender_bench.py --parts speed`` prints both). The
 compiled forest must give LightGBM's scores: it is checked on probe rows when it is built and
 not used if it does not (LightGBM keeps serving, with a warning), and nothing needs it —
 training, ``pred_contrib`` explanations and any machine without lleaves use LightGBM itself.

@@ -279,7 +279,7 @@ class Ranker:
 
     def compile(self, cache_dir: Path) -> Ranker:
         """This ranker, predicting with its boosters compiled to native code by lleaves
-        (:mod:`recommender.compiled`: the same scores, ~8x faster per feed); where lleaves is
+        (:mod:`recommender.compiled`: the same scores, 5-7x faster per call); where lleaves is
         missing or disagrees with LightGBM, LightGBM keeps predicting. Returns ``self``."""
         self.compiled = compile_booster(self.booster, cache_dir)
         if self.residual is not None:
