@@ -108,3 +108,13 @@ def test_a_compiled_ranker_builds_the_same_feeds(stack: Stack, tiny_ranker: Rank
         b = FeedBuilder(stack.catalog, fast, stack.cfg).build(ctx, 10, user_key=uid)
         assert [(i.clip_id, i.score) for i in a.items] == [(i.clip_id, i.score) for i in b.items]
     assert fast.content_only().compiled is fast.compiled
+
+
+def test_serving_compiles_the_ranker_unless_told_not_to(small_world: Path, tmp_path: Path) -> None:
+    from cli.wiring import build_services
+    from clipfeed.settings import Settings
+
+    on = build_services(Settings(cache_dir=tmp_path), small_world).builder.ranker
+    assert on is not None and on.compiled is not None and list((tmp_path / "compiled").glob("forest-*.bin"))
+    off = build_services(Settings(cache_dir=tmp_path / "off", compile_ranker=False), small_world).builder.ranker
+    assert off is not None and off.compiled is None and off.compiled_residual is None
