@@ -1,4 +1,4 @@
-"""A local Ray cluster of 2 CPUs, started once for the Ray tests (about 10 s on 2 busy cores)."""
+"""A local Ray cluster of 2 CPUs, started once per Ray test module (about 10 s on 2 busy cores)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: an actor a labeling test leaves behind (Ray Data releases its actor
+# pool when the dataset is collected, and a killed-worker test restarts one) can hold one of the two
+# CPUs, and the distributed ranker training, which needs both for its two workers, then waits for a
+# placement group forever (seen once in a local `.ci/run`: the Train controller idle until the 900 s timeout).
+@pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[Any]:
     import ray
 
