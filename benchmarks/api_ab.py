@@ -18,49 +18,17 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from api_load import KEY, LeanClient, free_port, open_loop, pct
+from api_load import LeanClient, open_loop, pct, start_server
 
 from clipfeed.world import WorldConfig, build_world
-
-
-def start(world: Path, data: Path, setting: str, value: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "CLIPFEED_DATA_DIR": str(data),
-        "CLIPFEED_API_KEYS": KEY,
-        "CLIPFEED_MIN_CANDIDATES": "300",
-        "CLIPFEED_LOG_LEVEL": "warning",
-        "CLIPFEED_RATE_LIMIT_PER_S": "100000",
-        "CLIPFEED_RATE_LIMIT_BURST": "100000",
-        setting: value,
-    }
-    exe = Path(sys.executable).with_name("clipfeed")
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--world", str(world), "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(600):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc, port
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise SystemExit(f"server with {setting}={value} did not become ready")
 
 
 async def measure(ports: dict[str, int], users: list[str], args: argparse.Namespace) -> dict[str, Any]:
@@ -120,7 +88,7 @@ def main() -> None:
         ports = {}
         try:
             for arm, value in (("a", args.a), ("b", args.b)):
-                procs[arm], ports[arm] = start(world, tmp / f"data-{arm}", args.setting, value)
+                procs[arm], ports[arm] = start_server(world, tmp / f"data-{arm}", {args.setting: value})
             res = asyncio.run(measure(ports, users[: args.users], args))
         finally:
             for p in procs.values():

@@ -321,6 +321,40 @@ def in_process_feed_ms(world: Path) -> dict[str, float]:
     return {"p50": pct(times, 0.5), "p99": pct(times, 0.99)}
 
 
+def start_server(
+    world: Path, data: Path, extra_env: dict[str, str], workers: int = 1
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`clipfeed serve` on a free port with the benchmark's settings (300 candidates, no rate limit,
+    the embedded Redis in ``data``) plus ``extra_env``, once it answers /readyz (up to 5 minutes)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "CLIPFEED_DATA_DIR": str(data),
+        "CLIPFEED_API_KEYS": KEY,
+        "CLIPFEED_MIN_CANDIDATES": "300",
+        "CLIPFEED_LOG_LEVEL": "warning",
+        "CLIPFEED_RATE_LIMIT_PER_S": "100000",
+        "CLIPFEED_RATE_LIMIT_BURST": "100000",
+        **extra_env,
+    }
+    exe = Path(sys.executable).with_name("clipfeed")
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--world", str(world), "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc, port
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit(f"clipfeed serve ({extra_env}) did not become ready in 5 minutes")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -336,33 +370,9 @@ def main() -> None:
         tmp = Path(d)
         world = tmp / "world"
         build_world(world, WorldConfig(seed=42), progress=False)
-        port = free_port()
-        env = {
-            **os.environ,
-            "CLIPFEED_DATA_DIR": str(tmp / "data"),
-            "CLIPFEED_API_KEYS": KEY,
-            "CLIPFEED_MIN_CANDIDATES": "300",
-            "CLIPFEED_LOG_LEVEL": "warning",
-            "CLIPFEED_RATE_LIMIT_PER_S": "100000",
-            "CLIPFEED_RATE_LIMIT_BURST": "100000",
-            "CLIPFEED_TAGGER": args.tagger,
-        }
-        exe = Path(sys.executable).with_name("clipfeed")
-        proc = subprocess.Popen(
-            [str(exe), "serve", "--world", str(world), "--port", str(port), "--workers", str(args.server_workers)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc, port = start_server(world, tmp / "data", {"CLIPFEED_TAGGER": args.tagger}, args.server_workers)
         base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(600):
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.5)
             users = [json.loads(line)["user_id"] for line in (world / "truth" / "users.jsonl").read_text().splitlines()]
             clips = [json.loads(line)["clip_id"] for line in (world / "catalog.jsonl").read_text().splitlines()]
             results = asyncio.run(run(base, users, clips, args, tmp / "data" / "redis" / "redis.sock"))

@@ -33,9 +33,8 @@ PROBE_ROWS = 256
 class CompiledForest:
     """One compiled booster: ``predict(x)`` equals ``booster.predict(x)`` for float64 rows."""
 
-    def __init__(self, model: Any, n_features: int) -> None:
+    def __init__(self, model: Any) -> None:
         self._model = model
-        self.n_features = n_features
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         # one thread: a feed is a few hundred rows and the server's other core serves Redis
@@ -97,7 +96,7 @@ def compile_booster(booster: lgb.Booster, cache_dir: Path) -> CompiledForest | N
         if attempt == "cache" and not _intact(target):
             continue
         try:
-            forest = _build(text, booster.num_feature(), target, fresh=attempt == "fresh")
+            forest = _build(text, target, fresh=attempt == "fresh")
             got = forest.predict(x)
         except Exception as e:  # any compiler failure: LightGBM keeps serving
             log.warning("compiling the ranker with lleaves failed (%s)", e)
@@ -111,7 +110,7 @@ def compile_booster(booster: lgb.Booster, cache_dir: Path) -> CompiledForest | N
     return None
 
 
-def _build(text: str, n_features: int, target: Path, fresh: bool) -> CompiledForest:
+def _build(text: str, target: Path, fresh: bool) -> CompiledForest:
     import lleaves
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +128,7 @@ def _build(text: str, n_features: int, target: Path, fresh: bool) -> CompiledFor
             os.replace(digest, _digest_path(target))
         else:
             model.compile(cache=str(target))
-    return CompiledForest(model, n_features)
+    return CompiledForest(model)
 
 
 def _digest_path(target: Path) -> Path:
