@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class SignalConfig(BaseModel):
@@ -34,9 +36,22 @@ class FeedConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     topic_cap_share: float = Field(default=0.7, gt=0, le=1, description="Max share of a page from one topic.")
-    creator_cap: int = Field(default=2, ge=1, description="Max items of one creator per page.")
+    creator_cap_share: float = Field(default=0.3, gt=0, le=1, description="Max share of a page from one creator.")
+    creator_gap: int = Field(
+        default=1, ge=0, description="At least this many other items between two items of one creator."
+    )
     exploration_share: float = Field(default=0.1, ge=0, le=0.5)
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_creator_cap(cls, data: Any) -> Any:
+        # Models saved before the per-share cap and the gap carry ``creator_cap`` (a fixed count per
+        # page): the page rules are serving settings, not part of what the model learnt, so the new
+        # defaults apply to them.
+        if isinstance(data, dict) and "creator_cap" in data:
+            data = {k: v for k, v in data.items() if k != "creator_cap"}
+        return data
 
 
 class RankerConfig(BaseModel):

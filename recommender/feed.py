@@ -166,25 +166,60 @@ class FeedBuilder:
         return Feed(items, reason, len(cands.index))
 
     def _diversify(self, idx: list[int], scores: np.ndarray, limit: int) -> list[int]:
-        """Greedy by score under per-page caps on one topic and one creator; the page as rows of
-        ``idx``."""
-        topic_cap = max(1, math.ceil(self.cfg.feed.topic_cap_share * limit))
+        """Greedy by score: each slot takes the best clip whose topic and creator are under their
+        per-page caps and whose creator's last clip is more than ``creator_gap`` slots back; the page
+        as rows of ``idx``. A clip held back only by the gap waits for the next slot where it fits
+        (a creator whose clips all match the searches stays on the page, spread out, instead of being
+        cut to a fixed count: measured, a cap of 2 per page cost cold users most of their best clips)."""
+        fc = self.cfg.feed
+        topic_cap = max(1, math.ceil(fc.topic_cap_share * limit))
+        creator_cap = max(1, math.ceil(fc.creator_cap_share * limit))
         per_topic: dict[str, int] = {}
         per_creator: dict[str, int] = {}
+        last: dict[str, int] = {}  # creator -> slot of their latest clip
         out: list[int] = []
-        deferred: list[int] = []
-        for r in np.argsort(-scores, kind="stable").tolist():
+        waiting: list[int] = []  # held back by the gap only, best first
+        deferred: list[int] = []  # over a cap
+        topic, creator = self.catalog.topic, self.catalog.creator
+        ranked = iter(np.argsort(-scores, kind="stable").tolist())
+
+        def capped(r: int) -> bool:
             i = idx[r]
-            t, c = self.catalog.topic[i], self.catalog.creator[i]
-            if per_topic.get(t, 0) >= topic_cap or per_creator.get(c, 0) >= self.cfg.feed.creator_cap:
-                deferred.append(r)
-                continue
-            out.append(r)
-            per_topic[t] = per_topic.get(t, 0) + 1
-            per_creator[c] = per_creator.get(c, 0) + 1
-            if len(out) >= limit:
-                return out
-        return (out + deferred)[:limit]  # too few distinct topics: fill rather than return a short page
+            return per_topic.get(topic[i], 0) >= topic_cap or per_creator.get(creator[i], 0) >= creator_cap
+
+        def spaced(r: int) -> bool:
+            return len(out) - last.get(creator[idx[r]], -limit - fc.creator_gap) > fc.creator_gap
+
+        while len(out) < limit:
+            pick = None
+            k = 0
+            while k < len(waiting):  # all better than any row not looked at yet
+                if capped(waiting[k]):
+                    deferred.append(waiting.pop(k))
+                elif spaced(waiting[k]):
+                    pick = waiting.pop(k)
+                    break
+                else:
+                    k += 1
+            if pick is None:
+                for r in ranked:
+                    if capped(r):
+                        deferred.append(r)
+                    elif not spaced(r):
+                        waiting.append(r)
+                    else:
+                        pick = r
+                        break
+            if pick is None:  # every row looked at: what waits can never be spaced now
+                break
+            i = idx[pick]
+            last[creator[i]] = len(out)
+            out.append(pick)
+            per_topic[topic[i]] = per_topic.get(topic[i], 0) + 1
+            per_creator[creator[i]] = per_creator.get(creator[i], 0) + 1
+        if len(out) < limit:  # too few topics or creators: fill rather than return a short page
+            out += sorted(waiting + deferred, key=lambda r: (-scores[r], r))[: limit - len(out)]
+        return out
 
     def _explore(self, order: list[int], limit: int, user_key: str, ctx: UserContext, seen: np.ndarray) -> list[int]:
         """Reserve a small share of the page (the last slots) for popular clips from unseen topics

@@ -80,7 +80,9 @@ def test_tiny_ranker_beats_popularity_on_cold_users(stack: Stack, tiny_ranker: R
 
 
 def test_diversity_caps(stack: Stack, tiny_ranker: Ranker) -> None:
-    cfg = RecommenderConfig(feed=FeedConfig(topic_cap_share=0.3, creator_cap=1, exploration_share=0.0))
+    cfg = RecommenderConfig(
+        feed=FeedConfig(topic_cap_share=0.3, creator_cap_share=0.1, creator_gap=0, exploration_share=0.0)
+    )
     builder = FeedBuilder(stack.catalog, tiny_ranker, cfg)
     for uid in _cold_users(stack)[:10]:
         feed = builder.build(_ctx(stack, uid), 10, explain=False)
@@ -90,6 +92,55 @@ def test_diversity_caps(stack: Stack, tiny_ranker: Ranker) -> None:
             assert max(topics.values()) <= 3
         if len(creators) >= 10:
             assert max(creators.values()) == 1
+
+
+def _one_creator_on_top(stack: Stack, n_own: int = 6) -> tuple[list[int], np.ndarray, str]:
+    """Candidate rows where one creator's clips hold the best scores, the rest of other creators."""
+    cat = stack.catalog
+    by_creator: dict[str, list[int]] = {}
+    for i, c in enumerate(cat.creator):
+        by_creator.setdefault(c, []).append(i)
+    star = next(c for c, ix in sorted(by_creator.items()) if len(ix) >= n_own)
+    own = by_creator[star][:n_own]
+    others = [i for i in range(len(cat.ids)) if cat.creator[i] != star][:40]
+    idx = own + others
+    scores = np.array([10.0 - k for k in range(n_own)] + [1.0 - k / 100 for k in range(len(others))])
+    return idx, scores, star
+
+
+def test_creator_gap_spreads_a_strong_creator_instead_of_cutting_it(stack: Stack) -> None:
+    idx, scores, star = _one_creator_on_top(stack)
+    cat = stack.catalog
+
+    def page(**feed: float) -> list[str]:
+        cfg = RecommenderConfig(feed=FeedConfig(topic_cap_share=1.0, exploration_share=0.0, **feed))
+        rows = FeedBuilder(cat, None, cfg)._diversify(idx, scores, 10)
+        assert len(rows) == len(set(rows)) == 10
+        return [cat.creator[idx[r]] for r in rows]
+
+    assert page(creator_cap_share=1.0, creator_gap=0)[:6] == [star] * 6  # no rule: by score alone
+    spread = page(creator_cap_share=1.0, creator_gap=1)
+    assert [k for k, c in enumerate(spread) if c == star] == [0, 2, 4, 6, 8]  # every other slot
+    gap2 = page(creator_cap_share=1.0, creator_gap=2)
+    assert [k for k, c in enumerate(gap2) if c == star] == [0, 3, 6, 9]
+    capped = page(creator_cap_share=0.2, creator_gap=1)  # 2 of a page of 10
+    assert [k for k, c in enumerate(capped) if c == star] == [0, 2]
+
+
+def test_diversity_fills_the_page_when_rules_cannot_hold(stack: Stack) -> None:
+    idx, scores, _ = _one_creator_on_top(stack, n_own=6)
+    own = idx[:6]
+    cfg = RecommenderConfig(feed=FeedConfig(creator_cap_share=0.2, creator_gap=1, exploration_share=0.0))
+    rows = FeedBuilder(stack.catalog, None, cfg)._diversify(own, scores[:6], 5)
+    assert sorted(rows) == [0, 1, 2, 3, 4]  # one creator only: a full page, best first after the rule's picks
+    assert rows[0] == 0
+
+
+def test_models_saved_with_the_old_fixed_creator_cap_still_load() -> None:
+    cfg = RecommenderConfig.model_validate({"feed": {"topic_cap_share": 0.7, "creator_cap": 2}})
+    assert cfg.feed.creator_cap_share == FeedConfig().creator_cap_share
+    with pytest.raises(ValueError, match="creator_cap_typo"):
+        RecommenderConfig.model_validate({"feed": {"creator_cap_typo": 2}})
 
 
 def test_exploration_share_and_no_sibling_exploration(stack: Stack, tiny_ranker: Ranker) -> None:
