@@ -112,8 +112,11 @@ def test_creator_gap_spreads_a_strong_creator_instead_of_cutting_it(stack: Stack
     idx, scores, star = _one_creator_on_top(stack)
     cat = stack.catalog
 
-    def page(**feed: float) -> list[str]:
-        cfg = RecommenderConfig(feed=FeedConfig(topic_cap_share=1.0, exploration_share=0.0, **feed))
+    def page(creator_cap_share: float, creator_gap: int) -> list[str]:
+        feed = FeedConfig(
+            topic_cap_share=1.0, exploration_share=0.0, creator_cap_share=creator_cap_share, creator_gap=creator_gap
+        )
+        cfg = RecommenderConfig(feed=feed)
         rows = FeedBuilder(cat, None, cfg)._diversify(idx, scores, 10)
         assert len(rows) == len(set(rows)) == 10
         return [cat.creator[idx[r]] for r in rows]
