@@ -202,3 +202,42 @@ def test_feed_follows_feedback_in_real_time(stack: Stack, tiny_ranker: Ranker) -
     after = builder.build(ctx, 10, explain=False)
     assert skipped.clip_id not in {it.clip_id for it in after.items}
     assert sum(it.topics[0] == skipped.topics[0] for it in after.items) <= share_before
+
+
+def test_the_booster_does_not_see_item_popularity(stack: Stack, tiny_ranker: Ranker) -> None:
+    from recommender.ranker import ITEM_FEATURES, PRIOR_WEIGHTS
+
+    assert tiny_ranker.meta["booster_blind"] == list(ITEM_FEATURES)
+    gain = dict(zip(FEATURES, tiny_ranker.booster.feature_importance("gain"), strict=True))
+    assert all(gain[f] == 0 for f in ITEM_FEATURES) and sum(gain.values()) > 0
+    ctx = _ctx(stack, _cold_users(stack)[0])
+    x = compute(ctx, stack.catalog, TagVectorCache(stack.catalog), list(range(40)))
+    bumped = x.copy()
+    for f in ITEM_FEATURES:
+        bumped[:, FEATURES.index(f)] += 0.25
+    # only the prior's fixed weight on quality moves the score
+    moved = tiny_ranker.predict(bumped) - tiny_ranker.predict(x)
+    assert np.allclose(moved, 0.25 * PRIOR_WEIGHTS["quality"], atol=1e-6)
+
+
+def test_a_model_saved_before_items_were_hidden_still_sees_them() -> None:
+    import lightgbm as lgb
+
+    from recommender.ranker import ITEM_FEATURES, PRIOR_WEIGHTS
+
+    rng = np.random.default_rng(0)
+    x = rng.random((400, len(FEATURES)))
+    q = FEATURES.index("quality")
+    y = (x[:, q] > 0.5).astype(int)  # a booster that ranks by quality alone
+    booster = lgb.train(
+        {"objective": "lambdarank", "verbosity": -1, "min_data_in_leaf": 5, "seed": 0},
+        lgb.Dataset(x, y, group=[20] * 20),
+        num_boost_round=5,
+    )
+    meta = {"features": list(FEATURES), "config": RecommenderConfig().model_dump()}
+    old, new = Ranker(booster, meta), Ranker(booster, meta | {"booster_blind": list(ITEM_FEATURES)})
+    hi, lo = x[:5].copy(), x[:5].copy()
+    hi[:, q], lo[:, q] = 0.9, 0.1
+    prior_gap = 0.8 * PRIOR_WEIGHTS["quality"]
+    assert (old.predict(hi) - old.predict(lo) > prior_gap + 1e-3).all()  # its trees still split on quality
+    assert np.allclose(new.predict(hi) - new.predict(lo), prior_gap)
