@@ -174,52 +174,50 @@ class FeedBuilder:
         fc = self.cfg.feed
         topic_cap = max(1, math.ceil(fc.topic_cap_share * limit))
         creator_cap = max(1, math.ceil(fc.creator_cap_share * limit))
+        gap = fc.creator_gap
         per_topic: dict[str, int] = {}
         per_creator: dict[str, int] = {}
         last: dict[str, int] = {}  # creator -> slot of their latest clip
         out: list[int] = []
-        waiting: list[int] = []  # held back by the gap only, best first
+        waiting: list[tuple[int, str, str]] = []  # (row, topic, creator) held back by the gap, best first
         deferred: list[int] = []  # over a cap
         topic, creator = self.catalog.topic, self.catalog.creator
-        ranked = iter(np.argsort(-scores, kind="stable").tolist())
 
-        def capped(r: int) -> bool:
+        def place(r: int, t: str, c: str) -> None:
+            last[c] = len(out)
+            out.append(r)
+            per_topic[t] = per_topic.get(t, 0) + 1
+            per_creator[c] = per_creator.get(c, 0) + 1
+
+        for r in np.argsort(-scores, kind="stable").tolist():
             i = idx[r]
-            return per_topic.get(topic[i], 0) >= topic_cap or per_creator.get(creator[i], 0) >= creator_cap
-
-        def spaced(r: int) -> bool:
-            return len(out) - last.get(creator[idx[r]], -limit - fc.creator_gap) > fc.creator_gap
-
-        while len(out) < limit:
-            pick = None
-            k = 0
-            while k < len(waiting):  # all better than any row not looked at yet
-                if capped(waiting[k]):
-                    deferred.append(waiting.pop(k))
-                elif spaced(waiting[k]):
-                    pick = waiting.pop(k)
-                    break
-                else:
-                    k += 1
-            if pick is None:
-                for r in ranked:
-                    if capped(r):
-                        deferred.append(r)
-                    elif not spaced(r):
-                        waiting.append(r)
-                    else:
-                        pick = r
+            t, c = topic[i], creator[i]
+            if per_topic.get(t, 0) >= topic_cap or per_creator.get(c, 0) >= creator_cap:
+                deferred.append(r)
+                continue
+            if c in last and len(out) - last[c] <= gap:
+                waiting.append((r, t, c))
+                continue
+            place(r, t, c)
+            # each placement opens a slot: a waiting row (better than any row not looked at yet)
+            # that now fits takes it first
+            while waiting and len(out) < limit:
+                for k, (wr, wt, wc) in enumerate(waiting):
+                    if per_topic.get(wt, 0) >= topic_cap or per_creator.get(wc, 0) >= creator_cap:
+                        deferred.append(wr)
+                        del waiting[k]
                         break
-            if pick is None:  # every row looked at: what waits can never be spaced now
-                break
-            i = idx[pick]
-            last[creator[i]] = len(out)
-            out.append(pick)
-            per_topic[topic[i]] = per_topic.get(topic[i], 0) + 1
-            per_creator[creator[i]] = per_creator.get(creator[i], 0) + 1
-        if len(out) < limit:  # too few topics or creators: fill rather than return a short page
-            out += sorted(waiting + deferred, key=lambda r: (-scores[r], r))[: limit - len(out)]
-        return out
+                    if len(out) - last[wc] > gap:
+                        del waiting[k]
+                        place(wr, wt, wc)
+                        break
+                else:
+                    break
+            if len(out) >= limit:
+                return out
+        # too few topics or creators: fill rather than return a short page
+        rest = sorted([r for r, _, _ in waiting] + deferred, key=lambda r: (-scores[r], r))
+        return out + rest[: limit - len(out)]
 
     def _explore(self, order: list[int], limit: int, user_key: str, ctx: UserContext, seen: np.ndarray) -> list[int]:
         """Reserve a small share of the page (the last slots) for popular clips from unseen topics
