@@ -31,7 +31,6 @@ from recommender.config import CandidateConfig, RecommenderConfig
 from recommender.evaluate import ratio
 from recommender.features import compute
 from recommender.offline import feedback_response
-from recommender.ranker import _content
 
 HERE = Path(__file__).resolve().parent
 
@@ -125,7 +124,7 @@ def _predict_call_us(stack: Stack, builder: FeedBuilder, ranker: Ranker, raw: di
     (best of 5 x 200 calls each, alternating)."""
     ctx = UserContext.from_dict(raw)
     cands = generate(ctx, stack.catalog, builder.cfg.candidates, builder.vectors, collab=builder.collab)
-    x = _content(compute(ctx, stack.catalog, builder.vectors, cands.index, collab=builder.collab))
+    x = ranker.booster_input(compute(ctx, stack.catalog, builder.vectors, cands.index, collab=builder.collab))
     assert ranker.compiled is not None
     fast = ranker.compiled
     calls: dict[str, Callable[[], Any]] = {

@@ -240,8 +240,8 @@ def _fit(
     return booster, float(evals["valid"]["ndcg@10"][booster.best_iteration - 1])
 
 
-def _content(x: np.ndarray, blind: Sequence[int] = _ITEM) -> np.ndarray:
-    """The rows as the content booster sees them: collaborative features zeroed, and the ``blind``
+def _content(x: np.ndarray, blind: Sequence[int]) -> np.ndarray:
+    """The rows as a content booster sees them: collaborative features zeroed, and the ``blind``
     columns (the item features, for boosters trained since they were hidden)."""
     out = x.copy()
     out[:, _COLLAB] = 0.0
@@ -315,8 +315,8 @@ class Ranker:
         booster, ndcg = _fit(
             cfg,
             list(FEATURES),
-            (_content(train.x), train, prior_score(train.x)),
-            (_content(valid.x), valid, prior_score(valid.x)),
+            (_content(train.x, _ITEM), train, prior_score(train.x)),
+            (_content(valid.x, _ITEM), valid, prior_score(valid.x)),
             params or {},
         )
         meta: dict[str, Any] = {
@@ -396,11 +396,16 @@ class Ranker:
     def config(self) -> RecommenderConfig:
         return RecommenderConfig.model_validate(self.meta["config"])
 
+    def booster_input(self, x: np.ndarray) -> np.ndarray:
+        """Feature rows as this ranker's content booster sees them (the columns it was trained
+        without zeroed)."""
+        return _content(x, self._blind)
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """The prior score plus the boosted correction learned from logged sessions (plus the
         collaborative residual of a hybrid)."""
         fast, fast_res = self.compiled, self.compiled_residual
-        xc = _content(x, self._blind)
+        xc = self.booster_input(x)
         out: np.ndarray = prior_score(x) + (fast.predict(xc) if fast else self.booster.predict(xc, num_threads=1))
         if self.residual is not None and len(x):
             res = x[:, _RES]
@@ -415,7 +420,7 @@ class Ranker:
         """Per-feature contributions to the score: the prior's (weight x value) plus the boosters'
         (LightGBM ``pred_contrib``); the last column is the boosters' bias."""
         out = np.asarray(
-            self.booster.predict(_content(x, self._blind), pred_contrib=True, num_threads=1), dtype=np.float64
+            self.booster.predict(self.booster_input(x), pred_contrib=True, num_threads=1), dtype=np.float64
         )
         out[:, :-1] += x.astype(np.float64) * _PRIOR
         if self.residual is not None:
