@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from scipy import sparse
 
 from api.services import RateLimiter, Services, parse_arms
 from classifier import TopicClassifier, TopicFilter
@@ -45,6 +47,17 @@ class Stack:
     tagging: SearchTagging
     cfg: RecommenderConfig
     split: float
+    # (split, users x clips positives before it, their users), built on first use: a training run
+    # fits six collaborative models (one per held-out fold, one to serve), each on rows of it
+    _positives: tuple[float, sparse.csr_matrix, list[str]] | None = field(default=None, repr=False, compare=False)
+
+    def positives(self) -> tuple[sparse.csr_matrix, list[str]]:
+        """The world's positive clip events before the split as ``CollabModel.interactions`` builds them."""
+        if self._positives is None or self._positives[0] != self.split:
+            before = (e for e in self.world.events if e.ts.timestamp() < self.split)
+            m, users = CollabModel.interactions(before, self.catalog.ids, self.cfg.signals.meaningful_watch_ratio)
+            self._positives = (self.split, m, users)
+        return self._positives[1], self._positives[2]
 
 
 def make_tagger(kind: str = "auto") -> IntentTagger:
@@ -89,9 +102,11 @@ def fit_collab(
 ) -> CollabModel:
     """The collaborative models from the world's clip events before the evaluation split (without
     the users in ``exclude``)."""
-    skip = set(exclude)
-    events = [e for e in stack.world.events if e.ts.timestamp() < stack.split and e.user_id not in skip]
-    return CollabModel.fit(events, stack.catalog.ids, cfg, stack.cfg.signals.meaningful_watch_ratio, progress=progress)
+    user_items, users = stack.positives()
+    if exclude:  # the others' rows: the matrix their events alone would build
+        skip = set(exclude)
+        user_items = user_items[[r for r, u in enumerate(users) if u not in skip]]
+    return CollabModel.fit_matrix(user_items, stack.catalog.ids, cfg, progress=progress)
 
 
 class HeldOutCollab:
@@ -129,6 +144,7 @@ def train_ranker(
     t0 = time.perf_counter()
     users = sorted(stack.world.users.items())
     vectors = TagVectorCache(stack.catalog)
+    vectors.warm(stack.tagging.known_tags())
     data = TrainingData()
     if collab:
         held_out = HeldOutCollab(stack)

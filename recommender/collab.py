@@ -135,10 +135,23 @@ class CollabModel:
     ) -> CollabModel:
         """Fits ALS and the co-engagement graph on the positives in ``events`` (pass only events
         before an evaluation split: the model must not see the future it is judged on)."""
+        user_items, _ = cls.interactions(events, ids, meaningful)
+        return cls.fit_matrix(user_items, ids, cfg, progress)
+
+    @classmethod
+    def fit_matrix(
+        cls,
+        user_items: sparse.csr_matrix,
+        ids: Sequence[str],
+        cfg: CollabConfig | None = None,
+        progress: bool = False,
+    ) -> CollabModel:
+        """``fit`` from a users x clips matrix built by ``interactions`` (or rows of one: a model
+        without some users is fitted on the others' rows, the same matrix ``interactions`` would
+        build from their events alone)."""
         from implicit.als import AlternatingLeastSquares  # imported here: serving needs only the factors
 
         cfg = cfg or CollabConfig()
-        user_items, users = cls.interactions(events, ids, meaningful)
         if user_items.nnz == 0:
             raise ClipfeedError("no positive clip events (meaningful watches, likes) to fit collaborative signals on")
         # implicit asks for single-threaded BLAS: its own threads do the parallel work.
@@ -157,7 +170,7 @@ class CollabModel:
         engaged = np.asarray((user_items > 0).sum(axis=0)).ravel()
         factors[engaged == 0] = 0.0  # a clip nobody liked has only its random initialisation
         meta: dict[str, object] = {
-            "users": len(users),
+            "users": int(user_items.shape[0]),
             "clips_with_positives": int((engaged > 0).sum()),
             "positives": int(user_items.nnz),
         }
@@ -212,25 +225,32 @@ class CollabModel:
         idx, w = self._liked(liked)
         side = None
         if len(idx):
-            y = self.item_factors[idx].astype(np.float64)
-            conf = self.cfg.alpha * w
-            a = self.gram + (y.T * (conf - 1.0)) @ y + self.cfg.regularization * np.eye(y.shape[1])
-            u = np.linalg.solve(a, y.T @ conf).astype(np.float32)
-            # the weighted mean similarity of every clip to the user's liked clips, from the liked
-            # clips' rows of the neighbour graph (read straight from the CSR arrays)
-            nb = self.neighbours
-            lo, lengths = nb.indptr[idx], nb.indptr[idx + 1] - nb.indptr[idx]
-            # the liked rows' entries as one ragged range: lo[r], lo[r] + 1, ... for each row r
-            at = np.arange(lengths.sum()) + np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
-            vals = nb.data[at] * np.repeat(w, lengths)
-            co = np.bincount(nb.indices[at], weights=vals, minlength=len(self.ids)) / w.sum()
+            u = self._fold_in(idx, w)
             mask = np.zeros(len(self.ids), dtype=bool)
             mask[idx] = True
-            side = UserSide(mask, u, self.item_factors @ u, co)
+            side = UserSide(mask, u, self.item_factors @ u, self._coengagement_with(idx, w))
         if len(self._sides) >= self._max_sides:
             self._sides.clear()
         self._sides[key] = side
         return side
+
+    def _fold_in(self, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """The user factor from liked model positions ``idx`` with weights ``w`` (``user_vector``)."""
+        y = self.item_factors[idx].astype(np.float64)
+        conf = self.cfg.alpha * w
+        a = self.gram + (y.T * (conf - 1.0)) @ y + self.cfg.regularization * np.eye(y.shape[1])
+        return np.linalg.solve(a, y.T @ conf).astype(np.float32)
+
+    def _coengagement_with(self, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Every clip's weighted mean similarity to the liked clips ``idx``, from the liked clips'
+        rows of the neighbour graph (read straight from the CSR arrays)."""
+        nb = self.neighbours
+        lo, lengths = nb.indptr[idx], nb.indptr[idx + 1] - nb.indptr[idx]
+        # the liked rows' entries as one ragged range: lo[r], lo[r] + 1, ... for each row r
+        at = np.arange(lengths.sum()) + np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
+        vals = nb.data[at] * np.repeat(w, lengths)
+        co: np.ndarray = np.bincount(nb.indices[at], weights=vals, minlength=len(self.ids)) / w.sum()
+        return co
 
     def _bound(self, catalog_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(catalog position -> model position, model position -> catalog position), -1 where the
@@ -251,13 +271,25 @@ class CollabModel:
         """Both collaborative features for the candidates ``idx`` (positions in ``catalog_ids``)."""
         n = len(idx)
         cf, co = np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32)
-        side = self.user_side(liked)
-        if side is None or not n:
+        if not n:
             return CollabScores(cf, co)
         mine = self._bound(catalog_ids)[0][np.asarray(idx, dtype=np.int64)]
         known = mine >= 0
-        cf[known] = side.factor[mine[known]]
-        co[known] = side.coengage[mine[known]]
+        at = mine[known]
+        key = tuple(liked.items())
+        if key in self._sides:  # a served feed asked for candidates first: reuse its side
+            side = self._sides[key]
+            if side is not None:
+                cf[known] = side.factor[at]
+                co[known] = side.coengage[at]
+            return CollabScores(cf, co)
+        # Scores alone (a training session's rows): the candidates' factor scores only, instead of
+        # the whole catalog's and a cached side nobody asks for again (half of the feature time
+        # of a 1 M-impression training run went there).
+        lidx, w = self._liked(liked)
+        if len(lidx):
+            cf[known] = self.item_factors[at] @ self._fold_in(lidx, w)
+            co[known] = self._coengagement_with(lidx, w)[at]
         return CollabScores(cf, co)
 
     def _ranked(self, side: UserSide, top: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:

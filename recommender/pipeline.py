@@ -106,6 +106,11 @@ class SearchTagging:
         self.cache[key] = (search, doc)
         return search, doc
 
+    def known_tags(self) -> list[str]:
+        """Every distinct tag in the cache (kept or not), in first-seen order: what a training run
+        warms its tag-vector cache with."""
+        return list(dict.fromkeys(t.tag for search, doc in self.cache.values() for t in (*search, *doc)))
+
     def prefetch(
         self, searches: Iterable[tuple[str, Sequence[str]]], batch_size: int = 64, progress: bool = False
     ) -> int:

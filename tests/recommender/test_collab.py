@@ -190,6 +190,29 @@ def test_fit_collab_excludes_users(stack: Stack) -> None:
     some = sorted(stack.world.users)[: len(stack.world.users) // 2]
     without = fit_collab(stack, exclude=some)
     assert int(without.meta["users"]) < int(everyone.meta["users"])  # type: ignore[call-overload]
+    # rows of the stack's cached matrix fit the model the other users' events alone would fit
+    skip = set(some)
+    events = [e for e in stack.world.events if e.ts.timestamp() < stack.split and e.user_id not in skip]
+    direct = CollabModel.fit(events, stack.catalog.ids, None, stack.cfg.signals.meaningful_watch_ratio)
+    assert direct.meta == without.meta
+    np.testing.assert_array_equal(direct.item_factors, without.item_factors)
+    assert (direct.neighbours != without.neighbours).nnz == 0
+
+
+def test_scores_alone_match_the_scores_of_a_served_side(model: CollabModel) -> None:
+    """A training session asks for scores only (the candidates' rows are computed, nothing is
+    cached); a served feed asks for candidates first and its scores come from the cached side:
+    the same values either way."""
+    liked = {"c0": 1.0, "c2": 0.5}
+    idx = [1, 3, 5, 7, 11]
+    fresh = CollabModel(model.ids, model.item_factors, model.neighbours, model.cfg, model.meta)
+    alone = fresh.scores(liked, IDS, idx)
+    assert not fresh._sides  # nothing cached for a side nobody asks for again
+    fresh.candidates(liked, top=3)
+    served = fresh.scores(liked, IDS, idx)
+    np.testing.assert_allclose(alone.cf_score, served.cf_score, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(alone.coengage, served.coengage, rtol=1e-6)
+    assert alone.cf_score[0] > alone.cf_score[3] and alone.coengage[0] > 0  # c1 is their taste, c7 is not
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections import Counter
@@ -60,6 +61,31 @@ def test_feature_schema_is_checked_on_load(tiny_ranker: Ranker, tmp_path: Path) 
         Ranker.load(tmp_path / "m")
     with pytest.raises(ClipfeedError, match="no ranker here"):
         Ranker.load(tmp_path / "absent")
+
+
+def test_warm_tag_vectors_encode_every_known_tag_once_in_batches(stack: Stack) -> None:
+    """A training run warms the tag-vector cache with every tag of the world's searches: large
+    encoder batches up front, the cache grown to hold them, no encoder call during the sessions."""
+    tags = stack.tagging.known_tags()
+    assert tags and len(tags) == len(set(tags))
+    enc = stack.catalog.encoder
+    assert enc is not None
+    calls: list[int] = []
+
+    class Counting:
+        def encode(self, texts: list[str]) -> np.ndarray:
+            calls.append(len(texts))
+            return enc.encode(texts)
+
+    catalog = copy.copy(stack.catalog)
+    catalog.encoder = Counting()  # type: ignore[assignment]
+    vectors = TagVectorCache(catalog, size=10)
+    assert vectors.warm(tags + tags[:5], batch_size=max(2, len(tags) // 3)) == len(tags)
+    assert sum(calls) == len(tags) and len(calls) <= 4 and vectors.size >= len(tags)
+    calls.clear()
+    some = tags[:7]
+    np.testing.assert_allclose(vectors.get(some), enc.encode(some), rtol=1e-5, atol=1e-6)
+    assert not calls and vectors.warm(tags) == 0  # all cached, nothing encoded again
 
 
 def test_features_have_schema_width_and_are_finite(stack: Stack) -> None:
