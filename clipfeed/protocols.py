@@ -60,3 +60,7 @@ class TopicModel(Protocol):
     """Maps texts (a tag with its query) to topic probabilities and a keep/drop decision."""
 
     def filter_tags(self, tags: Sequence[IntentTag], query: str) -> list[FilteredTag]: ...
+
+    def filter_tags_batch(self, searches: Sequence[tuple[Sequence[IntentTag], str]]) -> list[list[FilteredTag]]:
+        """``filter_tags`` of each ``(tags, query)``, in order (one model call where it can)."""
+        ...

@@ -29,6 +29,9 @@ class PassThroughFilter:
     def filter_tags(self, tags: Sequence[IntentTag], query: str) -> list[FilteredTag]:
         return [FilteredTag(t.tag, t.score, (), True, "unfiltered") for t in tags]
 
+    def filter_tags_batch(self, searches: Sequence[tuple[Sequence[IntentTag], str]]) -> list[list[FilteredTag]]:
+        return [self.filter_tags(tags, query) for tags, query in searches]
+
 
 class SearchTagging:
     """Tags a search with the tagger and filters the tags; results are cached by normalised input."""
@@ -96,15 +99,28 @@ class SearchTagging:
         self, key: SearchKey, query: str, q_tags: list[IntentTag], all_tags: list[IntentTag] | None
     ) -> SearchTags:
         """Filters one search's tags (the query alone; with its documents, when it had any) and caches them."""
-        search = self.topic_model.filter_tags(q_tags, query)
-        doc: list[FilteredTag] = []
-        if all_tags is not None:
-            q_set = {t.tag for t in q_tags}
-            doc = self.topic_model.filter_tags([t for t in all_tags if t.tag not in q_set], query)
-        if len(self.cache) >= self.cache_size:
-            self.cache.clear()
-        self.cache[key] = (search, doc)
-        return search, doc
+        return self._store_batch([(key, query, q_tags, all_tags)])[0]
+
+    def _store_batch(
+        self, searches: Sequence[tuple[SearchKey, str, list[IntentTag], list[IntentTag] | None]]
+    ) -> list[SearchTags]:
+        """``_store`` of many searches, their tags filtered in one topic-model call."""
+        inputs: list[tuple[Sequence[IntentTag], str]] = []
+        for _, query, q_tags, all_tags in searches:
+            inputs.append((q_tags, query))
+            if all_tags is not None:  # the tags the documents add
+                q_set = {t.tag for t in q_tags}
+                inputs.append(([t for t in all_tags if t.tag not in q_set], query))
+        filtered = iter(self.topic_model.filter_tags_batch(inputs))
+        out: list[SearchTags] = []
+        for key, _, _, all_tags in searches:
+            search = next(filtered)
+            doc = next(filtered) if all_tags is not None else []
+            if len(self.cache) >= self.cache_size:
+                self.cache.clear()
+            self.cache[key] = (search, doc)
+            out.append((search, doc))
+        return out
 
     def known_tags(self) -> list[str]:
         """Every distinct tag in the cache (kept or not), in first-seen order: what a training run
@@ -135,8 +151,7 @@ class SearchTagging:
                     else []
                 )
             doc_tags: dict[int, list[IntentTag]] = {n: tags for (n, _, _), tags in zip(with_docs, both, strict=True)}
-            for n, (key, (query, _)) in enumerate(chunk):
-                self._store(key, query, alone[n], doc_tags.get(n))
+            self._store_batch([(key, query, alone[n], doc_tags.get(n)) for n, (key, (query, _)) in enumerate(chunk)])
             bar.update(len(chunk))
         bar.close()
         return len(items)

@@ -137,6 +137,28 @@ def test_filter_merges_duplicates_and_keeps_siblings_apart() -> None:
     assert [o.keep for o in out] == [True, True, False]  # kept first
 
 
+def test_filter_batch_decides_each_search_as_alone() -> None:
+    """One classifier call for many searches (how a world's searches are loaded) gives every search
+    the tags, order and decisions it gets alone; probabilities agree up to their 4-decimal rounding."""
+    f = _filter()
+    searches: list[tuple[list[IntentTag], str]] = [
+        ([IntentTag("손흥민 골", 0.7), IntentTag(" 손흥민  골 ", 0.9), IntentTag("네이버 로그인", 0.95)], "손흥민"),
+        ([], "빈 검색"),
+        ([IntentTag("아르헨티나 여행", 0.8)], "아르헨티나 여행"),  # the tag is the query: no query context
+        ([IntentTag("오타니 홈런", 0.6), IntentTag("x", 0.5)], "야구"),
+    ]
+    batch = f.filter_tags_batch(searches)
+    assert len(batch) == len(searches) and batch[1] == []
+    for (tags, query), got in zip(searches, batch, strict=True):
+        alone = f.filter_tags(tags, query)
+        assert [(o.tag, o.score, o.keep, o.reason) for o in got] == [(o.tag, o.score, o.keep, o.reason) for o in alone]
+        for a, b in zip(got, alone, strict=True):
+            assert [t.id for t in a.topics] == [t.id for t in b.topics]
+            assert all(abs(x.p - y.p) <= 1e-4 + 1e-9 for x, y in zip(a.topics, b.topics, strict=True))
+    assert [o.keep for o in batch[0]] == [True, False] and batch[2][0].topics[0].id == "655"
+    assert f.filter_tags_batch([]) == []
+
+
 @pytest.mark.parametrize(
     ("text", "query", "topic", "keep"),
     [

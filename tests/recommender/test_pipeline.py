@@ -16,6 +16,7 @@ from recommender.candidates import TagVectorCache, generate, sibling_guard
 from recommender.config import FeedConfig, RecommenderConfig
 from recommender.evaluate import Truth
 from recommender.features import compute
+from recommender.pipeline import SearchTagging
 
 
 def _cold_users(stack: Stack) -> list[str]:
@@ -61,6 +62,25 @@ def test_feature_schema_is_checked_on_load(tiny_ranker: Ranker, tmp_path: Path) 
         Ranker.load(tmp_path / "m")
     with pytest.raises(ClipfeedError, match="no ranker here"):
         Ranker.load(tmp_path / "absent")
+
+
+def test_prefetch_caches_what_tagging_one_search_at_a_time_gives(stack: Stack) -> None:
+    """Prefetch tags and filters the world's searches in batches (one topic-model call per batch):
+    each search's cached tags are the ones ``tag`` finds for it alone, decision for decision."""
+    logs = [log for _, log in sorted(stack.world.users.items())]
+    searches = [(q.query, [d.title for d in q.clicked_docs]) for log in logs for q in log.queries][:150]
+    assert any(docs for _, docs in searches) and any(not docs for _, docs in searches)
+    batched = SearchTagging(stack.tagging.tagger, stack.tagging.topic_model)
+    assert batched.prefetch(searches, batch_size=32) == len({SearchTagging.key(q, d) for q, d in searches})
+    alone = SearchTagging(stack.tagging.tagger, stack.tagging.topic_model)
+    for query, docs in searches:
+        got = batched.lookup(query, docs)
+        assert got is not None
+        want = alone.tag(query, docs)
+        for g, w in zip(got, want, strict=True):
+            assert [(t.tag, t.keep, t.reason, [x.id for x in t.topics]) for t in g] == [
+                (t.tag, t.keep, t.reason, [x.id for x in t.topics]) for t in w
+            ]
 
 
 def test_warm_tag_vectors_encode_every_known_tag_once_in_batches(stack: Stack) -> None:
