@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.serving import start_serve
 
 
 @pytest.mark.redis
@@ -27,26 +19,9 @@ def _free_port() -> int:
 def test_serve_with_embedded_redis(small_world: Path, tmp_path: Path, workers: int) -> None:
     """One process, or several worker processes sharing the one embedded Redis: an event posted
     through any of them is in the next feed from every one of them."""
-    port = _free_port()
-    env = {**os.environ, "CLIPFEED_DATA_DIR": str(tmp_path / "data"), "CLIPFEED_API_KEYS": "k1"}
-    exe = Path(sys.executable).with_name("clipfeed")
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--world", str(small_world), "--port", str(port), "--workers", str(workers)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    env = {"CLIPFEED_DATA_DIR": str(tmp_path / "data"), "CLIPFEED_API_KEYS": "k1"}
+    proc, base = start_serve(small_world, env, subprocess.PIPE, "--workers", str(workers), ready_s=120)
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"{base}/readyz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("clipfeed serve did not become ready")
         body = json.dumps(
             {
                 "events": [

@@ -6,17 +6,15 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.serving import start_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "console-key"
@@ -48,12 +46,6 @@ def artifacts_dir() -> Path:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Server:
     base: str
@@ -64,35 +56,19 @@ class Server:
 def console_server(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`clipfeed serve` as a user starts it: its own process, the embedded Redis, an API key."""
     data = tmp_path_factory.mktemp("console_data")
-    port = _free_port()
     env = {
-        **os.environ,
         "CLIPFEED_DATA_DIR": str(data),
         "CLIPFEED_API_KEYS": API_KEY,
         "CLIPFEED_EXPERIMENT_ARMS": "full:100",
         "CLIPFEED_TAGGER": "standin",
     }
     log = (data / "serve.log").open("w")
-    exe = Path(sys.executable).with_name("clipfeed")
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--world", str(small_world), "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):
-            if proc.poll() is not None:
-                pytest.fail(f"clipfeed serve exited: {(data / 'serve.log').read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(f"{base}/readyz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.25)
-        else:
-            pytest.fail("clipfeed serve did not become ready")
+        proc, base = start_serve(small_world, env, log)
+    except pytest.fail.Exception:  # not ready or exited: the failure shows the log's tail
+        log.close()
+        pytest.fail(f"clipfeed serve did not start: {(data / 'serve.log').read_text()[-2000:]}")
+    try:
         yield Server(base, proc)
     finally:
         proc.send_signal(signal.SIGINT)
