@@ -1,7 +1,7 @@
 """Recommender figures: offline quality against every baseline, the real-time bar, feed latency,
 training time, and the same CLI path on real YouTube titles.
 
-Run: .venv/bin/python benchmarks/recommender_bench.py [--parts eval,realtime,speed,youtube,big] [--users N]
+Run: .venv/bin/python benchmarks/recommender_bench.py [--parts eval,realtime,speed,youtube,big,composition] [--users N]
 Every part builds what it needs into a temporary directory (worlds with fixed seeds).
 """
 
@@ -62,6 +62,40 @@ def realtime(stack: Stack, ranker: Ranker, users: int) -> dict[str, Any]:
     (``recommender.offline.feedback_response``, shared with ``clipfeed eval report``.)"""
     builder = FeedBuilder(stack.catalog, ranker, stack.cfg)
     return feedback_response(stack.world, stack.catalog, stack.tagging, builder, users)
+
+
+def gain_composition(stack: Stack, ranker: Ranker, k: int = 10) -> dict[str, Any]:
+    """What the cold users' top-k are made of, by true gain (``clipfeed.world.events.oracle_relevance``:
+    3 same topic and entity, 2 same topic, 1.2 same topic and another entity, 1.5 / 0.4 same tier 1,
+    x 0.6 in the other language), against the ideal top-k of the same users: where NDCG is lost.
+    Two pages: the first k of a 50-deep feed (what ``ranker eval``'s NDCG@10 judges) and a page of
+    k alone (its topic cap and exploration slot count against k items, as an app's first page)."""
+    from collections import Counter
+
+    from recommender.evaluate import DEPTH, Truth, user_gains
+    from recommender.metrics import ndcg_at_k
+
+    truth = Truth.load(stack.world)
+    builder = FeedBuilder(stack.catalog, ranker, stack.cfg)
+    upd = ContextUpdater(stack.cfg.signals)
+    pages: dict[str, Counter[float]] = {"top_of_50": Counter(), f"page_of_{k}": Counter(), "ideal": Counter()}
+    ndcg: dict[str, list[float]] = {"top_of_50": [], f"page_of_{k}": []}
+    cold = sorted(u for u, t in truth.users.items() if t["cold"] and u in stack.world.users)
+    for uid in cold:
+        ctx = replay(upd, stack.catalog, stack.tagging, stack.world.users[uid])
+        gains = user_gains(stack.catalog, truth, truth.users[uid], set())
+        for name, depth in (("top_of_50", DEPTH), (f"page_of_{k}", k)):
+            feed = builder.build(ctx, depth, explain=False, user_key=uid).items[:k]
+            pages[name].update(round(gains.get(it.clip_id, 0.0), 2) for it in feed)
+            ndcg[name].append(ndcg_at_k([it.clip_id for it in feed], gains, k))
+        pages["ideal"].update(round(g, 2) for g in sorted(gains.values(), reverse=True)[:k])
+    every = sorted(set().union(*pages.values()), reverse=True)
+    return {
+        "users": len(cold),
+        "slots": sum(pages["ideal"].values()),
+        f"ndcg@{k}": {name: round(float(np.mean(v)), 4) for name, v in ndcg.items()},
+        "by_gain": {str(g): {name: c.get(g, 0) for name, c in pages.items()} for g in every},
+    }
 
 
 def speed(stack: Stack, ranker: Ranker, users: int, cache: Path) -> dict[str, Any]:
@@ -179,7 +213,7 @@ def main() -> None:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        if parts & {"eval", "realtime", "speed"}:
+        if parts & {"eval", "realtime", "speed", "composition"}:
             build_world(tmp / "world", WorldConfig(seed=args.seed), progress=False)
             t0 = time.perf_counter()
             stack = load_stack(tmp / "world")
@@ -188,6 +222,8 @@ def main() -> None:
             out["training"]["load_stack_seconds"] = load_seconds
             if "eval" in parts:
                 out["quality"] = quality(stack, ranker, args.users)
+            if "composition" in parts:
+                out["cold_top10_composition"] = gain_composition(stack, ranker)
             if "realtime" in parts:
                 out["realtime"] = realtime(stack, ranker, 200)
             if "speed" in parts:
