@@ -38,6 +38,7 @@ class OverlapWeights:
     weights: np.ndarray
     norms: np.ndarray
     n_sets: int
+    word_idf: np.ndarray  # each word's idf, by column (what ``token_match``'s clip-side coverage adds)
 
 
 class CatalogIndex:
@@ -100,6 +101,8 @@ class CatalogIndex:
         }
         n = len(self.clips)
         self.idf = {t: math.log((n + 1) / (len(ix) + 1)) + 1.0 for t, ix in self.by_token.items()}
+        # each clip's own words' idf mass: the denominator of the clip-side coverage (``token_match``)
+        self.idf_total = np.array([sum(self.idf[t] for t in sorted(toks)) for toks in self.clip_tokens])
         self._aligned: dict[str, str] = {}
         self.encoder = encoder
         self.vectors: np.ndarray | None = None
@@ -252,19 +255,30 @@ class CatalogIndex:
                     cells.append((words.setdefault(w, len(words)), j, idf))
                     norms[j] += idf
         weights = np.zeros((len(words), len(word_sets)), dtype=np.float32)
+        word_idf = np.zeros(len(words), dtype=np.float32)
         for k, j, idf in cells:
             weights[k, j] += idf
-        return OverlapWeights(words, weights, norms, len(word_sets))
+            word_idf[k] = idf
+        return OverlapWeights(words, weights, norms, len(word_sets), word_idf)
 
     def token_overlap(
         self, idx: list[int], word_sets: list[set[str]], weights: OverlapWeights | None = None
     ) -> np.ndarray:
         """(len(idx) x len(word_sets)) idf-weighted share of each word set found in each clip's text
         (``weights``: ``overlap_weights(word_sets)`` when the caller has it)."""
+        return self.token_match(idx, word_sets, weights)[0]
+
+    def token_match(
+        self, idx: list[int], word_sets: list[set[str]], weights: OverlapWeights | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``token_overlap``, and each clip's **coverage**: the idf share of the clip's own words that
+        any of the word sets uses. The overlap looks from the tags' side and cannot tell "태국 여행"
+        from "여행 꿀팁" for a user who searched "베트남 여행" (both hold 여행); the coverage looks
+        from the clip's side, and a clip about another entity leaves its entity word uncovered."""
         ow = weights if weights is not None else self.overlap_weights(word_sets)
         words = ow.words
         if not words or not len(idx):
-            return np.zeros((len(idx), ow.n_sets), dtype=np.float32)
+            return np.zeros((len(idx), ow.n_sets), dtype=np.float32), np.zeros(len(idx), dtype=np.float32)
         # (candidates x words) incidence from each word's clip list, then one product with the
         # (words x sets) idf weights. ``row_of`` maps a clip to its candidate row + 1 (0: not a
         # candidate); np.zeros is calloc, so only the pages the word lists touch cost anything.
@@ -273,13 +287,14 @@ class CatalogIndex:
         row_of[at] = np.arange(1, len(at) + 1)
         if (row_of[at] != np.arange(1, len(at) + 1)).any():  # a clip twice in idx: once, then spread
             uniq, back = np.unique(at, return_inverse=True)
-            once: np.ndarray = self.token_overlap(uniq.tolist(), word_sets, ow)[back]
-            return once
+            overlap, cover = self.token_match(uniq.tolist(), word_sets, ow)
+            return overlap[back], cover[back]
         incidence = np.zeros((len(idx) + 1, len(words)), dtype=np.float32)
         for w, k in words.items():
             incidence[row_of[self.token_clips[w]], k] = 1.0
         result: np.ndarray = (incidence[1:] @ ow.weights) / np.maximum(ow.norms, 1e-9)
-        return result
+        coverage = ((incidence[1:] @ ow.word_idf) / np.maximum(self.idf_total[at], 1e-9)).astype(np.float32)
+        return result, coverage
 
     def similar(self, vectors: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
         """(clip indices, best cosine) of the ``top`` clips closest to any of ``vectors``."""

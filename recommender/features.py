@@ -29,6 +29,7 @@ FEATURES: tuple[str, ...] = (
     "tag_keyword",
     "tag_sim_same_topic",
     "tag_keyword_same_topic",
+    "clip_coverage",
     "creator_watch",
     "creator_skip",
     "creator_engage",
@@ -70,6 +71,7 @@ class TagMatch:
     keyword: np.ndarray
     keyword_same_topic: np.ndarray
     best_tag: list[str | None]
+    coverage: np.ndarray  # the idf share of the clip's words that the user's tags use
 
 
 @dataclass
@@ -143,7 +145,7 @@ def tag_matches(
     sim, sim_same, kw, kw_same = (np.zeros(n, dtype=np.float32) for _ in range(4))
     best: list[str | None] = [None] * n
     if not tags or not idx:
-        return TagMatch(sim, sim_same, kw, kw_same, best)
+        return TagMatch(sim, sim_same, kw, kw_same, best, np.zeros(n, dtype=np.float32))
     at = np.asarray(idx, dtype=np.int64)
     same = catalog.topic_codes[at][:, None] == side.tag_topic[None, :]
     if catalog.vectors is not None and side.tag_vectors is not None:
@@ -151,10 +153,10 @@ def tag_matches(
         sim = sims.max(axis=1).astype(np.float32)
         sim_same = np.where(same, sims, 0.0).max(axis=1).astype(np.float32)
         best = [tags[j] for j in (sims + same).argmax(axis=1).tolist()]
-    overlap = catalog.token_overlap(idx, side.tag_words, side.tag_overlap)
+    overlap, coverage = catalog.token_match(idx, side.tag_words, side.tag_overlap)
     kw = overlap.max(axis=1).astype(np.float32)
     kw_same = np.where(same, overlap, 0.0).max(axis=1).astype(np.float32)
-    return TagMatch(sim, sim_same, kw, kw_same, best)
+    return TagMatch(sim, sim_same, kw, kw_same, best, coverage)
 
 
 def compute(
@@ -204,16 +206,17 @@ def compute(
             )
         )
     rows[:, 0:11] = np.asarray(topic_rows, dtype=np.float32)[of_row]
-    rows[:, 11] = m.sim
-    rows[:, 12] = m.keyword
-    rows[:, 13] = m.sim_same_topic
-    rows[:, 14] = m.keyword_same_topic
+    rows[:, COL["tag_sim"]] = m.sim
+    rows[:, COL["tag_keyword"]] = m.keyword
+    rows[:, COL["tag_sim_same_topic"]] = m.sim_same_topic
+    rows[:, COL["tag_keyword_same_topic"]] = m.keyword_same_topic
+    rows[:, COL["clip_coverage"]] = m.coverage
     mine = side.creator_codes
     if len(mine):
         theirs = catalog.creator_codes[at]
         where = np.minimum(np.searchsorted(mine, theirs), len(mine) - 1)
         hit = mine[where] == theirs
-        rows[hit, 15:19] = side.creator_values[where[hit]]
+        rows[hit, COL["creator_watch"] : COL["creator_follow"] + 1] = side.creator_values[where[hit]]
     if collab is not None and ctx.liked:
         cs = collab.scores(ctx.liked, catalog.ids, idx)
         rows[:, COL["cf_score"]] = cs.cf_score

@@ -250,20 +250,71 @@ def test_feed_follows_feedback_in_real_time(stack: Stack, tiny_ranker: Ranker) -
     assert sum(it.topics[0] == skipped.topics[0] for it in after.items) <= share_before
 
 
-def test_the_booster_does_not_see_item_popularity(stack: Stack, tiny_ranker: Ranker) -> None:
-    from recommender.ranker import ITEM_FEATURES, PRIOR_WEIGHTS
+def test_the_booster_does_not_see_item_popularity_or_clip_coverage(stack: Stack, tiny_ranker: Ranker) -> None:
+    from recommender.ranker import BOOSTER_BLIND, ITEM_FEATURES, PRIOR_ONLY, PRIOR_WEIGHTS
 
-    assert tiny_ranker.meta["booster_blind"] == list(ITEM_FEATURES)
+    assert tiny_ranker.meta["booster_blind"] == [*ITEM_FEATURES, *PRIOR_ONLY] == list(BOOSTER_BLIND)
     gain = dict(zip(FEATURES, tiny_ranker.booster.feature_importance("gain"), strict=True))
-    assert all(gain[f] == 0 for f in ITEM_FEATURES) and sum(gain.values()) > 0
+    assert all(gain[f] == 0 for f in BOOSTER_BLIND) and sum(gain.values()) > 0
     ctx = _ctx(stack, _cold_users(stack)[0])
     x = compute(ctx, stack.catalog, TagVectorCache(stack.catalog), list(range(40)))
-    bumped = x.copy()
-    for f in ITEM_FEATURES:
+    for f in BOOSTER_BLIND:
+        bumped = x.copy()
         bumped[:, FEATURES.index(f)] += 0.25
-    # only the prior's fixed weight on quality moves the score
-    moved = tiny_ranker.predict(bumped) - tiny_ranker.predict(x)
-    assert np.allclose(moved, 0.25 * PRIOR_WEIGHTS["quality"], atol=1e-6)
+        # only the prior's fixed weight (quality's, the coverage's; none for the rest) moves the score
+        moved = tiny_ranker.predict(bumped) - tiny_ranker.predict(x)
+        assert np.allclose(moved, 0.25 * PRIOR_WEIGHTS.get(f, 0.0), atol=1e-5), f
+
+
+def test_clip_coverage_is_the_clip_side_idf_share_the_tags_use(stack: Stack) -> None:
+    """For a user who searched one entity's travel, a clip about that entity's travel is fully
+    covered, a clip about another entity's travel only partly (its entity word is not the user's),
+    though the tag-side keyword overlap cannot tell the two apart when both hold the shared word."""
+    from clipfeed.protocols import FilteredTag, TopicScore
+
+    catalog = stack.catalog
+    tag = "베트남 여행"
+    ctx = UserContext()
+    ContextUpdater().on_search(ctx, tag, 1.0, [FilteredTag(tag, 1.0, (TopicScore("80", 0.99),), True, "")])
+    words = {"베트남", "여행"}
+    known = [w for w in words if w in catalog.idf]
+    assert known, "the small world's catalog has travel clips"
+    idx = list(range(len(catalog.ids)))
+    x = compute(ctx, catalog, TagVectorCache(catalog), idx)
+    cover = x[:, FEATURES.index("clip_coverage")]
+    assert ((cover >= 0) & (cover <= 1 + 1e-6)).all()
+    for i in np.flatnonzero(cover > 0)[:50].tolist():
+        toks = catalog.clip_tokens[i]
+        want = sum(catalog.idf[w] for w in toks & words) / sum(catalog.idf[w] for w in toks)
+        assert cover[i] == pytest.approx(want, rel=1e-5)
+    none = [i for i in idx if not catalog.clip_tokens[i] & words]
+    assert none and not cover[none].any()
+    # same keyword overlap (the tag's shared word only), different coverage: the clip's extra words count
+    kw = x[:, FEATURES.index("tag_keyword")]
+    one_word = [i for i in idx if catalog.clip_tokens[i] & words == {"여행"}]
+    if len(one_word) >= 2:
+        assert len({round(float(kw[i]), 5) for i in one_word}) == 1
+        assert len({round(float(cover[i]), 5) for i in one_word}) > 1
+
+
+def test_a_model_scores_with_the_prior_it_was_trained_on(tiny_ranker: Ranker, tmp_path: Path) -> None:
+    """The prior's weights are saved with the model: a change to the code's weights does not change
+    a trained model's scores; a model saved without them uses the code's (what it was trained on)."""
+    from recommender.ranker import PRIOR_WEIGHTS
+
+    assert tiny_ranker.meta["prior_weights"] == PRIOR_WEIGHTS
+    tiny_ranker.save(tmp_path / "m")
+    back = Ranker.load(tmp_path / "m")
+    rng = np.random.default_rng(1)
+    x = rng.random((30, len(FEATURES))).astype(np.float32)
+    np.testing.assert_allclose(back.predict(x), tiny_ranker.predict(x), rtol=1e-6)
+    doubled_meta = back.meta | {"prior_weights": {f: 2 * w for f, w in PRIOR_WEIGHTS.items()}}
+    doubled = Ranker(back.booster, doubled_meta, back.collab, back.residual)
+    prior = x.astype(np.float64) @ np.array([PRIOR_WEIGHTS.get(f, 0.0) for f in FEATURES])
+    np.testing.assert_allclose(doubled.predict(x) - back.predict(x), prior, rtol=1e-5, atol=1e-6)
+    legacy_meta = {k: v for k, v in back.meta.items() if k != "prior_weights"}
+    legacy = Ranker(back.booster, legacy_meta, back.collab, back.residual)
+    np.testing.assert_allclose(legacy.predict(x), back.predict(x), rtol=1e-6)
 
 
 def test_a_model_saved_before_items_were_hidden_still_sees_them() -> None:
