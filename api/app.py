@@ -50,6 +50,10 @@ from recommender.feed import Feed, FeedItem
 
 API_VERSION = "v1"
 log = logging.getLogger("clipfeed.api")
+# Upper bounds on the shutdown steps (seconds): the worker's own drain is 10 s.
+SHUTDOWN_WORKER_S = 15.0
+SHUTDOWN_LOG_S = 30.0
+SHUTDOWN_STORE_S = 5.0
 
 
 def guard(write: bool) -> Callable[..., Awaitable[None]]:
@@ -129,13 +133,22 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
         if ranker.residual is not None:
             services.metrics.ranker_compiled.labels("residual").set(float(ranker.compiled_residual is not None))
 
+    async def bounded(step: Awaitable[None], seconds: float, what: str) -> None:
+        # A clean stop must end: a step stuck on a dependency (a Redis call that never returns, a
+        # wedged thread) is logged and left behind instead of holding the process forever.
+        try:
+            await asyncio.wait_for(step, seconds)
+        except TimeoutError:
+            log.warning("shutdown: %s did not finish in %.0f s; going on without it", what, seconds)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        await worker.stop()  # queued searches are folded in before the store closes
+        # queued searches are folded in before the store closes (the worker drains for up to 10 s)
+        await bounded(worker.stop(), SHUTDOWN_WORKER_S, "the tagging worker")
         if servelog is not None:  # after the last request: every served feed and event is on disk
-            await asyncio.to_thread(servelog.close)
-        await store.close()
+            await bounded(asyncio.to_thread(servelog.close), SHUTDOWN_LOG_S, "closing the served log")
+        await bounded(store.close(), SHUTDOWN_STORE_S, "closing the store")
         if on_shutdown is not None:
             on_shutdown()
 

@@ -171,3 +171,26 @@ def test_a_stop_past_its_drain_time_still_folds_in_with_raw_keywords(services: S
     asyncio.run(scenario())
     tagger.gate.set()
     assert folded == [("부산 맛집", "raw_keywords")]
+
+
+def test_a_shutdown_step_that_never_returns_does_not_hold_the_process(
+    services: Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store whose close hangs (a Redis that stopped answering) is logged and left behind: the
+    app still finishes its shutdown."""
+    import asyncio
+
+    import api.app as app_module
+
+    monkeypatch.setattr(app_module, "SHUTDOWN_STORE_S", 0.5)
+
+    class HangingClose(MemoryStore):
+        async def close(self) -> None:
+            await asyncio.Event().wait()  # never set
+
+    t0 = time.monotonic()
+    app = create_app(with_tagger(services, QueryAsTagTagger()), HangingClose())
+    with caplog.at_level("WARNING", logger="clipfeed.api"), TestClient(app) as c:
+        assert c.get("/healthz").status_code == 200
+    assert time.monotonic() - t0 < 10
+    assert any("closing the store did not finish" in r.getMessage() for r in caplog.records)
