@@ -32,7 +32,7 @@ class ClipStats:
 
 @dataclass(frozen=True)
 class OverlapWeights:
-    """Word sets as ``token_overlap`` weighs them: word -> column, (words x sets) idf, each set's norm."""
+    """Word sets as ``token_match`` weighs them: word -> column, (words x sets) idf, each set's norm."""
 
     words: dict[str, int]
     weights: np.ndarray
@@ -243,7 +243,7 @@ class CatalogIndex:
         return out
 
     def overlap_weights(self, word_sets: list[set[str]]) -> OverlapWeights:
-        """The word-set side of ``token_overlap``: the known words, each set's idf weights and norm
+        """The word-set side of ``token_match``: the known words, each set's idf weights and norm
         (the same for every clip, so computed once per feed)."""
         words: dict[str, int] = {}
         norms = np.zeros(len(word_sets), dtype=np.float32)
@@ -261,18 +261,14 @@ class CatalogIndex:
             word_idf[k] = idf
         return OverlapWeights(words, weights, norms, len(word_sets), word_idf)
 
-    def token_overlap(
-        self, idx: list[int], word_sets: list[set[str]], weights: OverlapWeights | None = None
-    ) -> np.ndarray:
-        """(len(idx) x len(word_sets)) idf-weighted share of each word set found in each clip's text
-        (``weights``: ``overlap_weights(word_sets)`` when the caller has it)."""
-        return self.token_match(idx, word_sets, weights)[0]
-
     def token_match(
         self, idx: list[int], word_sets: list[set[str]], weights: OverlapWeights | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``token_overlap``, and each clip's **coverage**: the idf share of the clip's own words that
-        any of the word sets uses. The overlap looks from the tags' side and cannot tell "태국 여행"
+        """(overlap, coverage) of the clips ``idx`` with the word sets (``weights``:
+        ``overlap_weights(word_sets)`` when the caller has it). The **overlap** (len(idx) x
+        len(word_sets)) is the idf-weighted share of each word set found in each clip's text; the
+        **coverage** (len(idx)) is the idf share of the clip's own words that any of the word sets
+        uses. The overlap looks from the tags' side and cannot tell "태국 여행"
         from "여행 꿀팁" for a user who searched "베트남 여행" (both hold 여행); the coverage looks
         from the clip's side, and a clip about another entity leaves its entity word uncovered."""
         ow = weights if weights is not None else self.overlap_weights(word_sets)

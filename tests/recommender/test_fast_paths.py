@@ -39,19 +39,19 @@ def test_keyword_ranking_matches_the_dict_scores_and_their_order(stack: Stack) -
         assert np.allclose(ranked, [s for _, s in expected], rtol=0, atol=1e-12)
 
 
-def test_token_overlap_is_the_idf_share_per_clip_and_word_set(stack: Stack) -> None:
+def test_token_match_overlap_is_the_idf_share_per_clip_and_word_set(stack: Stack) -> None:
     catalog = stack.catalog
     sets = [{"여행", "아르헨티나"}, {"골"}, {"no-such-word"}, set()]
     idx = [0, 5, 9, 5, 17, 0]  # repeated clips get the same rows
-    got = catalog.token_overlap(idx, sets)
+    got = catalog.token_match(idx, sets)[0]
     for r, i in enumerate(idx):
         for j, ws in enumerate(sets):
             norm = sum(catalog.idf[w] for w in ws if w in catalog.idf)
             hit = sum(catalog.idf[w] for w in ws if w in catalog.idf and w in catalog.clip_tokens[i])
             assert got[r, j] == pytest.approx(hit / norm if norm else 0.0, abs=1e-6)
     # the word-set side computed once per feed and passed in gives the very same matrix
-    np.testing.assert_array_equal(catalog.token_overlap(idx, sets, catalog.overlap_weights(sets)), got)
-    assert catalog.token_overlap([], sets, catalog.overlap_weights(sets)).shape == (0, 4)
+    np.testing.assert_array_equal(catalog.token_match(idx, sets, catalog.overlap_weights(sets))[0], got)
+    assert catalog.token_match([], sets, catalog.overlap_weights(sets))[0].shape == (0, 4)
 
 
 def test_candidates_follow_the_rules_of_each_source(stack: Stack) -> None:
