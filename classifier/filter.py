@@ -89,7 +89,7 @@ class TopicFilter:
             # The query is context for a tag derived from it; a tag that *is* the query gets none (its
             # words would otherwise count twice, unlike anything the model was trained on).
             q = normalize(query)
-            pairs += [(t.tag[:512], query if normalize(t.tag) != q else "") for t in kept]
+            pairs += [(t.tag[:512], query if key != q else "") for key, t in merged.items()]
         preds = self.classifier.predict(pairs) if pairs else []
         out: list[list[FilteredTag]] = []
         at = 0
