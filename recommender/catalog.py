@@ -16,6 +16,7 @@ from clipfeed.protocols import TextEncoder
 from clipfeed.records import Clip, Event
 from clipfeed.taxonomy import Taxonomy
 from clipfeed.text import hangul_share, tokens
+from recommender.entities import EntityIndex
 from recommender.signals import TOPIC_SIGNALS, TopicAffinity, UserContext
 
 if TYPE_CHECKING:
@@ -103,6 +104,8 @@ class CatalogIndex:
         self.idf = {t: math.log((n + 1) / (len(ix) + 1)) + 1.0 for t, ix in self.by_token.items()}
         # each clip's own words' idf mass: the denominator of the clip-side coverage (``token_match``)
         self.idf_total = np.array([sum(self.idf[t] for t in sorted(toks)) for toks in self.clip_tokens])
+        self.entities = EntityIndex(self.clips)
+        self.has_entity = np.asarray(self.entities.clip_entities.sum(axis=1)).ravel() > 0
         self._aligned: dict[str, str] = {}
         self.encoder = encoder
         self.vectors: np.ndarray | None = None

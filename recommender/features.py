@@ -30,6 +30,8 @@ FEATURES: tuple[str, ...] = (
     "tag_sim_same_topic",
     "tag_keyword_same_topic",
     "clip_coverage",
+    "entity_match",
+    "entity_other",
     "creator_watch",
     "creator_skip",
     "creator_engage",
@@ -72,6 +74,10 @@ class TagMatch:
     keyword_same_topic: np.ndarray
     best_tag: list[str | None]
     coverage: np.ndarray  # the idf share of the clip's words that the user's tags use
+    # 1 where the user's tags of the clip's topic name an entity of the clip (``EntityIndex``), and
+    # where they name entities of that topic but none of the clip's (a clip about another entity)
+    entity_match: np.ndarray
+    entity_other: np.ndarray
 
 
 @dataclass
@@ -86,6 +92,10 @@ class UserSide:
     tag_vectors: np.ndarray | None  # None without an encoder
     tag_words: list[set[str]]
     tag_overlap: OverlapWeights  # the tags' word weights for token overlaps
+    # (entity clusters x P) the clusters the user's tags of each of their topics name, by the topics'
+    # catalog codes in ``named_topic`` (sorted)
+    named: np.ndarray
+    named_topic: np.ndarray
     totals: dict[str, float]  # per signal, over all the user's topics
     intent_total: float
     t1_intent: dict[str, float]
@@ -115,6 +125,7 @@ def user_side(ctx: UserContext, catalog: CatalogIndex, vectors: TagVectorCache) 
         t1_intent[t1] = t1_intent.get(t1, 0.0) + ((aff.search + aff.doc_click) / intent_total if intent_total else 0.0)
         t1_watch[t1] = t1_watch.get(t1, 0.0) + (aff.watch / totals["watch"] if totals["watch"] > 0 else 0.0)
     tag_words = [set(tokens(t)) for t in tags]
+    named_topic, named = _named_entities(catalog, tag_words, tag_topic)
     followed = sorted(
         ((catalog.creator_code[c], a) for c, a in ctx.creators.items() if c in catalog.creator_code),
         key=lambda kv: kv[0],
@@ -125,6 +136,8 @@ def user_side(ctx: UserContext, catalog: CatalogIndex, vectors: TagVectorCache) 
         tag_vectors,
         tag_words,
         catalog.overlap_weights(tag_words),
+        named,
+        named_topic,
         totals,
         intent_total,
         t1_intent,
@@ -136,6 +149,37 @@ def user_side(ctx: UserContext, catalog: CatalogIndex, vectors: TagVectorCache) 
     )
 
 
+def _named_entities(
+    catalog: CatalogIndex, tag_words: list[set[str]], tag_topic: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(topic codes, entity clusters x topics): the entities the user's tags name, per topic of the
+    tags. A tag that is nothing but an entity's name ("뉴진스") gets its topic from the topic model's
+    guess, which for a bare name is often the entity's most common topic rather than the user's (the
+    K-pop group's music for a dance-challenge fan); such a tag names its entity only where no other
+    tag names it in some topic."""
+    entities = catalog.entities
+    codes = sorted({int(c) for c in tag_topic.tolist() if c >= 0})
+    named = np.zeros((max(len(entities), 1), len(codes)), dtype=np.float32)
+    if not codes or not len(entities):
+        return np.asarray(codes, dtype=np.int64), named
+    col = {c: p for p, c in enumerate(codes)}
+    bare: list[tuple[int, np.ndarray]] = []
+    for ws, c in zip(tag_words, tag_topic.tolist(), strict=True):
+        if c < 0:
+            continue
+        hits = entities.named([ws])
+        if not hits.any():
+            continue
+        if entities.is_name(ws):
+            bare.append((col[c], hits))
+        else:
+            named[hits, col[c]] = 1.0
+    elsewhere = named.any(axis=1)
+    for p, hits in bare:
+        named[hits & ~elsewhere, p] = 1.0
+    return np.asarray(codes, dtype=np.int64), named
+
+
 def tag_matches(
     ctx: UserContext, catalog: CatalogIndex, vectors: TagVectorCache, idx: list[int], side: UserSide | None = None
 ) -> TagMatch:
@@ -145,7 +189,8 @@ def tag_matches(
     sim, sim_same, kw, kw_same = (np.zeros(n, dtype=np.float32) for _ in range(4))
     best: list[str | None] = [None] * n
     if not tags or not idx:
-        return TagMatch(sim, sim_same, kw, kw_same, best, np.zeros(n, dtype=np.float32))
+        zero = np.zeros(n, dtype=np.float32)
+        return TagMatch(sim, sim_same, kw, kw_same, best, zero, zero.copy(), zero.copy())
     at = np.asarray(idx, dtype=np.int64)
     same = catalog.topic_codes[at][:, None] == side.tag_topic[None, :]
     if catalog.vectors is not None and side.tag_vectors is not None:
@@ -156,7 +201,28 @@ def tag_matches(
     overlap, coverage = catalog.token_match(idx, side.tag_words, side.tag_overlap)
     kw = overlap.max(axis=1).astype(np.float32)
     kw_same = np.where(same, overlap, 0.0).max(axis=1).astype(np.float32)
-    return TagMatch(sim, sim_same, kw, kw_same, best, coverage)
+    ent_match, ent_other = _entity_match(catalog, side, at)
+    return TagMatch(sim, sim_same, kw, kw_same, best, coverage, ent_match, ent_other)
+
+
+def _entity_match(catalog: CatalogIndex, side: UserSide, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = len(at)
+    match, other = np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32)
+    p = len(side.named_topic)
+    if not p:
+        return match, other
+    codes = catalog.topic_codes[at]
+    where = np.minimum(np.searchsorted(side.named_topic, codes), p - 1)
+    hit = np.flatnonzero(side.named_topic[where] == codes)  # clips of a topic the user has tags of
+    if not len(hit):
+        return match, other
+    col = where[hit]
+    named = np.asarray(catalog.entities.clip_entities[at[hit]] @ side.named)[np.arange(len(hit)), col] > 0
+    match[hit[named]] = 1.0
+    # the topic's tags name some entity, the clip has entities, and none of them is named
+    any_named = side.named.sum(axis=0)[col] > 0
+    other[hit[~named & any_named & catalog.has_entity[at[hit]]]] = 1.0
+    return match, other
 
 
 def compute(
@@ -211,6 +277,8 @@ def compute(
     rows[:, COL["tag_sim_same_topic"]] = m.sim_same_topic
     rows[:, COL["tag_keyword_same_topic"]] = m.keyword_same_topic
     rows[:, COL["clip_coverage"]] = m.coverage
+    rows[:, COL["entity_match"]] = m.entity_match
+    rows[:, COL["entity_other"]] = m.entity_other
     mine = side.creator_codes
     if len(mine):
         theirs = catalog.creator_codes[at]
