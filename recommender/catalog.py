@@ -106,6 +106,9 @@ class CatalogIndex:
         self.idf_total = np.array([sum(self.idf[t] for t in sorted(toks)) for toks in self.clip_tokens])
         self.entities = EntityIndex(self.clips)
         self.has_entity = np.asarray(self.entities.clip_entities.sum(axis=1)).ravel() > 0
+        by_entity = self.entities.clip_entities.tocsc()
+        # the topics (catalog codes, sorted) each entity has clips in
+        self.entity_topics = [np.unique(self.topic_codes[by_entity[:, j].indices]) for j in range(len(self.entities))]
         self._aligned: dict[str, str] = {}
         self.encoder = encoder
         self.vectors: np.ndarray | None = None

@@ -125,7 +125,8 @@ def user_side(ctx: UserContext, catalog: CatalogIndex, vectors: TagVectorCache) 
         t1_intent[t1] = t1_intent.get(t1, 0.0) + ((aff.search + aff.doc_click) / intent_total if intent_total else 0.0)
         t1_watch[t1] = t1_watch.get(t1, 0.0) + (aff.watch / totals["watch"] if totals["watch"] > 0 else 0.0)
     tag_words = [set(tokens(t)) for t in tags]
-    named_topic, named = _named_entities(catalog, tag_words, tag_topic)
+    tag_weight = np.array([ctx.tags[t].weight for t in tags], dtype=np.float64)
+    named_topic, named = _named_entities(catalog, tag_words, tag_topic, tag_weight)
     followed = sorted(
         ((catalog.creator_code[c], a) for c, a in ctx.creators.items() if c in catalog.creator_code),
         key=lambda kv: kv[0],
@@ -150,33 +151,39 @@ def user_side(ctx: UserContext, catalog: CatalogIndex, vectors: TagVectorCache) 
 
 
 def _named_entities(
-    catalog: CatalogIndex, tag_words: list[set[str]], tag_topic: np.ndarray
+    catalog: CatalogIndex, tag_words: list[set[str]], tag_topic: np.ndarray, tag_weight: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(topic codes, entity clusters x topics): the entities the user's tags name, per topic of the
-    tags. A tag that is nothing but an entity's name ("뉴진스") gets its topic from the topic model's
-    guess, which for a bare name is often the entity's most common topic rather than the user's (the
-    K-pop group's music for a dance-challenge fan); such a tag names its entity only where no other
-    tag names it in some topic."""
+    tags. A tag that is nothing but an entity's name ("페루", "뉴진스") gets its topic from the topic
+    model's guess, which for a bare name is often one of the entity's other topics (Peru's national
+    parks for a Peru travel planner, the K-pop group's music for a dance-challenge fan). Such a tag
+    names its entity in the topic, among those the entity has clips in, where the user's other tags
+    weigh most; only when none of them is the user's does the guess stand. An entity another tag
+    names already is left as that tag has it."""
     entities = catalog.entities
     codes = sorted({int(c) for c in tag_topic.tolist() if c >= 0})
     named = np.zeros((max(len(entities), 1), len(codes)), dtype=np.float32)
     if not codes or not len(entities):
         return np.asarray(codes, dtype=np.int64), named
     col = {c: p for p, c in enumerate(codes)}
+    weight = np.zeros(len(codes))  # the user's tag weight per topic, bare names left out
     bare: list[tuple[int, np.ndarray]] = []
-    for ws, c in zip(tag_words, tag_topic.tolist(), strict=True):
+    for ws, c, w in zip(tag_words, tag_topic.tolist(), tag_weight.tolist(), strict=True):
         if c < 0:
             continue
         hits = entities.named([ws])
-        if not hits.any():
-            continue
-        if entities.is_name(ws):
+        if hits.any() and entities.is_name(ws):
             bare.append((col[c], hits))
-        else:
+            continue
+        weight[col[c]] += w
+        if hits.any():
             named[hits, col[c]] = 1.0
     elsewhere = named.any(axis=1)
     for p, hits in bare:
-        named[hits & ~elsewhere, p] = 1.0
+        for j in np.flatnonzero(hits & ~elsewhere).tolist():
+            mine = [col[t] for t in catalog.entity_topics[j].tolist() if t in col]
+            best = max(mine, key=lambda q: weight[q], default=None)
+            named[j, best if best is not None and weight[best] > 0 else p] = 1.0
     return np.asarray(codes, dtype=np.int64), named
 
 

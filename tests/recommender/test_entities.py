@@ -131,9 +131,10 @@ def test_a_cue_search_matches_the_entitys_clips_of_its_topic_and_marks_other_ent
     assert not x2[:, [x_of["entity_match"], x_of["entity_other"]]].any()
 
 
-def test_a_bare_entity_name_defers_to_the_topic_where_other_searches_name_it(stack: Stack) -> None:
-    """A bare name's topic is the topic model's guess; when a cue search names the same entity in
-    another topic, the bare name does not make the guessed topic's clips of the entity a match."""
+def test_a_bare_entity_name_counts_in_the_topic_of_the_users_other_searches(stack: Stack) -> None:
+    """A bare name's topic is the topic model's guess. It names its entity in the topic (among the
+    entity's) where the user's other searches are; alone, in the guessed topic; and where a cue
+    search names the entity already, only there."""
     catalog = stack.catalog
     entities = catalog.entities
     ent_clips = entities.clip_entities.tocsc()
@@ -149,20 +150,27 @@ def test_a_bare_entity_name_defers_to_the_topic_where_other_searches_name_it(sta
             if t != name and entities.is_name(set(_tokens(t))) and entities.named([set(_tokens(t))])[j]
         ]
         if len(topics) >= 2 and cues and entities.is_name(set(_tokens(name))):
-            pick = (j, name, rows, topics, cues[0])
+            pick = (name, rows, topics, cues[0])
             break
     assert pick is not None, "the small world has an entity in two topics"
-    j, name, rows, topics, cue = pick
+    name, rows, topics, cue = pick
     wanted, guessed = topics[0], topics[1]
-    idx = [i for i in rows if catalog.topic[i] == guessed]
+    in_guessed = [i for i in rows if catalog.topic[i] == guessed]
+    in_wanted = [i for i in rows if catalog.topic[i] == wanted]
     col = FEATURES.index("entity_match")
-    alone = UserContext()
-    _search(alone, name, guessed)
-    assert (compute(alone, catalog, TagVectorCache(catalog), idx)[:, col] == 1).all()  # nothing else to go by
-    both = UserContext()
-    _search(both, name, guessed)
-    _search(both, f"{cue} tips", wanted)
-    assert not compute(both, catalog, TagVectorCache(catalog), idx)[:, col].any()
+
+    def matched(*searches: tuple[str, str]) -> tuple[bool, bool]:
+        ctx = UserContext()
+        for text, topic in searches:
+            _search(ctx, text, topic)
+        x = compute(ctx, catalog, TagVectorCache(catalog), in_guessed + in_wanted)[:, col]
+        return bool(x[: len(in_guessed)].all()), bool(x[len(in_guessed) :].all())
+
+    plain = "zzqv weekend plans"  # a search that names no entity
+    assert not entities.named([set(_tokens(plain))]).any()
+    assert matched((name, guessed)) == (True, False)  # nothing else to go by: the guess stands
+    assert matched((name, guessed), (plain, wanted)) == (False, True)  # the user's other searches decide
+    assert matched((name, guessed), (f"{cue} tips", wanted)) == (False, True)  # a cue names it there
 
 
 def _tokens(text: str) -> list[str]:
