@@ -60,7 +60,7 @@ class EntityIndex:
         # A tag seen on one clip only (most cues: "Lula", "Workers' Party") belongs to the entity of
         # that clip when the clip names exactly one.
         for c in clips:
-            on = {j for tag in c.tags if tag in code for j in (code[tag],)}
+            on = {code[tag] for tag in c.tags if tag in code}
             if len(on) == 1:
                 for tag in c.tags:
                     if seen[tag] == 1 and tag not in member_codes:

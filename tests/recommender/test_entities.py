@@ -11,6 +11,7 @@ import numpy as np
 from cli.wiring import Stack
 from clipfeed.protocols import FilteredTag, TopicScore
 from clipfeed.records import Clip
+from clipfeed.text import tokens
 from recommender import FEATURES, ContextUpdater, UserContext
 from recommender.candidates import TagVectorCache
 from recommender.entities import EntityIndex
@@ -80,6 +81,18 @@ def test_entity_clusters_of_the_small_world_are_true_entities(stack: Stack) -> N
         assert top / len(rows) >= 0.9, catalog.entities.names[j]
 
 
+def _cues(stack: Stack, j: int, rows: list[int]) -> list[str]:
+    """The tags on the clips ``rows`` that are cues of entity ``j``: members other than its name."""
+    entities = stack.catalog.entities
+    name = entities.names[j]
+    return [
+        t
+        for i in rows
+        for t in stack.catalog.clips[int(i)].tags
+        if t != name and entities.is_name(set(tokens(t))) and entities.named([set(tokens(t))])[j]
+    ]
+
+
 def _search(ctx: UserContext, tag: str, topic: str) -> None:
     ContextUpdater().on_search(ctx, tag, 1.0, [FilteredTag(tag, 1.0, (TopicScore(topic, 0.99),), True, "")])
 
@@ -91,19 +104,14 @@ def test_a_cue_search_matches_the_entitys_clips_of_its_topic_and_marks_other_ent
     # an entity, one of its cues (a member that is not its name), and clips of the entity's topic
     # about entities the cue does not name
     ent_clips = entities.clip_entities.tocsc()
-    for j, name in enumerate(entities.names):
-        rows = ent_clips[:, j].indices
-        topic = catalog.topic[int(rows[0])]
-        cues = [
-            t
-            for i in rows
-            for t in catalog.clips[int(i)].tags
-            if t != name and entities.is_name(set(_tokens(t))) and entities.named([set(_tokens(t))])[j]
-        ]
+    for j in range(len(entities)):
+        rows = ent_clips[:, j].indices.tolist()
+        topic = catalog.topic[rows[0]]
+        cues = _cues(stack, j, rows)
         if not cues:
             continue
         cue = sorted(cues)[0]
-        by_cue = entities.named([set(_tokens(cue))])
+        by_cue = entities.named([set(tokens(cue))])
         others = [
             i
             for i in catalog.by_topic[topic]
@@ -142,14 +150,8 @@ def test_a_bare_entity_name_counts_in_the_topic_of_the_users_other_searches(stac
     for j, name in enumerate(entities.names):
         rows = [int(i) for i in ent_clips[:, j].indices]
         topics = sorted({catalog.topic[i] for i in rows})
-        cues = [
-            t
-            for i in rows
-            if catalog.topic[i] == topics[0]
-            for t in catalog.clips[i].tags
-            if t != name and entities.is_name(set(_tokens(t))) and entities.named([set(_tokens(t))])[j]
-        ]
-        if len(topics) >= 2 and cues and entities.is_name(set(_tokens(name))):
+        cues = _cues(stack, j, [i for i in rows if catalog.topic[i] == topics[0]])
+        if len(topics) >= 2 and cues and entities.is_name(set(tokens(name))):
             pick = (name, rows, topics, cues[0])
             break
     assert pick is not None, "the small world has an entity in two topics"
@@ -167,13 +169,7 @@ def test_a_bare_entity_name_counts_in_the_topic_of_the_users_other_searches(stac
         return bool(x[: len(in_guessed)].all()), bool(x[len(in_guessed) :].all())
 
     plain = "zzqv weekend plans"  # a search that names no entity
-    assert not entities.named([set(_tokens(plain))]).any()
+    assert not entities.named([set(tokens(plain))]).any()
     assert matched((name, guessed)) == (True, False)  # nothing else to go by: the guess stands
     assert matched((name, guessed), (plain, wanted)) == (False, True)  # the user's other searches decide
     assert matched((name, guessed), (f"{cue} tips", wanted)) == (False, True)  # a cue names it there
-
-
-def _tokens(text: str) -> list[str]:
-    from clipfeed.text import tokens
-
-    return tokens(text)
