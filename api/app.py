@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -20,12 +21,12 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.browse import browse_router
 from api.console import mount_console
@@ -81,11 +82,28 @@ class LatencyMiddleware:
             await self.app(scope, receive, send)
             return
         t0 = time.perf_counter()
+        sent: list[float] = []
+
+        async def timed(message: Message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                sent.append(time.perf_counter())  # the client's latency: after-response tasks not counted
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, timed)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+            self.metrics.latency.labels(route).observe((sent[0] if sent else time.perf_counter()) - t0)
+
+
+async def on_loop(step: Callable[[], object]) -> None:
+    """A background task that runs ``step`` on the event loop after the response is sent. FastAPI runs
+    a plain function task in a worker thread, and a thread doing Python work next to the loop makes
+    every request wait for the GIL (see ``api.servelog``)."""
+    try:
+        step()
+    except Exception:  # the client has its answer: log, never fail the connection
+        log.exception("after-response step failed")
 
 
 def shared_tag_key(query: str, docs: list[str]) -> str:
@@ -276,7 +294,9 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
         dependencies=[Write],
         responses={503: {"description": "store unavailable: nothing was accepted"}},
     )
-    async def post_events(batch: EventBatch, svc: Svc, st: Store) -> EventsResponse | JSONResponse:
+    async def post_events(
+        batch: EventBatch, svc: Svc, st: Store, tasks: BackgroundTasks
+    ) -> EventsResponse | JSONResponse:
         """Ingest a batch of events; idempotent by ``event_id`` (a replay changes nothing and says so)."""
         if len(batch.events) > svc.settings.max_batch_events:
             raise HTTPException(413, f"batch of {len(batch.events)} events, limit {svc.settings.max_batch_events}")
@@ -341,9 +361,10 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
         for r in ordered:
             svc.metrics.events.labels(r.status).inc()
         if servelog is not None:
-            for ev, r in zip(batch.events, ordered, strict=True):
-                if r.status == "accepted":
-                    servelog.log_event(ev)
+            accepted = [ev for ev, r in zip(batch.events, ordered, strict=True) if r.status == "accepted"]
+            if accepted:
+                slog = servelog
+                tasks.add_task(on_loop, lambda: [slog.log_event(ev) for ev in accepted])
         return EventsResponse(
             accepted=sum(r.status == "accepted" for r in ordered),
             duplicates=sum(r.status == "duplicate" for r in ordered),
@@ -353,6 +374,7 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
 
     def log_feed(
         slog: ServedLog,
+        tasks: BackgroundTasks,
         response: Response,
         user_id: str,
         arm: str,
@@ -362,12 +384,14 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
         feed: Feed,
         req: RequestContext | None = None,
     ) -> None:
-        """Queues the served page for the log (encoded in its writer thread); the request id goes
-        back in a header, so a client can quote it."""
+        """Logs the served page after the response is sent (its exploration rows computed and the
+        record encoded then, on the loop); the request id goes back in a header, so a client can
+        quote it."""
         request_id = secrets.token_hex(8)
         response.headers["X-Clipfeed-Request-Id"] = request_id
         req = req or RequestContext()
-        slog.log_feed(
+        log_page = functools.partial(
+            slog.log_feed,
             request_id=request_id,
             user_id=user_id,
             arm=arm,
@@ -379,8 +403,9 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
             clip_ids=[it.clip_id for it in feed.items],
             scores=[it.score for it in feed.items],
             x=feed.features,
-            complete=feed.complete_features if feed.pending is not None else None,  # in the writer thread
+            complete=feed.complete_features if feed.pending is not None else None,
         )
+        tasks.add_task(on_loop, log_page)
 
     def popular(svc: Services, limit: int, exclude: set[str], reason: str) -> list[FeedItem]:
         out = []
@@ -417,6 +442,7 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
         svc: Svc,
         st: Store,
         response: Response,
+        tasks: BackgroundTasks,
         limit: Annotated[int, Query(ge=1, le=50)] = 20,
         cursor: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9]+\.[0-9]{1,4}$")] = None,
         features: Annotated[
@@ -436,7 +462,9 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
             reason = "store unavailable: popular clips"
             items = popular(svc, limit, set(), reason)
             if servelog is not None:
-                log_feed(servelog, response, user_id, "fallback", session, page, UserContext(), Feed(items, reason))
+                log_feed(
+                    servelog, tasks, response, user_id, "fallback", session, page, UserContext(), Feed(items, reason)
+                )
             return feed_json(response, user_id, "fallback", items, None, reason)
         feed: Feed
         req = RequestContext()
@@ -462,7 +490,7 @@ def create_app(services: Services, store: FeedStore, on_shutdown: Callable[[], N
             svc.metrics.fallbacks.labels("feed_no_context").inc()
         svc.metrics.arms.labels(arm).inc()
         if servelog is not None:
-            log_feed(servelog, response, user_id, arm, session, page, ctx, feed, req)
+            log_feed(servelog, tasks, response, user_id, arm, session, page, ctx, feed, req)
         ids = [it.clip_id for it in feed.items]
         try:
             await st.add_served(user_id, session, ids)

@@ -1,11 +1,16 @@
 """The served-impression log: every served feed (with its feature rows as served) and every accepted
 event, appended to rotating JSONL files, off the request path.
 
-A request hands a record (plain Python and numpy objects) to a bounded queue and returns; one writer
-thread takes records in batches, encodes them (JSON encoding and rounding happen there, not in the
-request) and appends them. When the queue is full the record is dropped and counted, so a slow disk
-never slows a request. ``close()`` drains the queue, fsyncs and closes the file: a clean shutdown
-loses nothing.
+The caller encodes a record (orjson, feature rows through its numpy path: ~30 µs for a 20-item page)
+and hands the line to a bounded queue; the API makes that call after the response is sent (a
+background task on its event loop), so a request never waits for it. One writer thread wakes at
+most every ``interval_s`` (50 ms), takes the queued lines and appends them with one write and a
+flush. The encoding is the caller's on purpose: a writer thread doing Python work takes the GIL
+from the event loop in slices. Measured on 2 cores at 200 feeds/s, a writer that encoded the records
+and computed the exploration rows itself took the feed p99 from 12.7 ms to 607 ms, and 200/s was no
+longer held (173/s). When the queue is full the record is dropped and counted, so a slow disk never
+slows a request. ``close()`` drains the queue, fsyncs and closes the file: a clean shutdown loses
+nothing.
 
 Files: ``served-<YYYYmmddTHH0000>-<pid>-<seq>.jsonl``, rotated past ``rotate_bytes`` and when the
 hour changes (so a file covers at most one hour), several processes (uvicorn workers) sharing a
@@ -26,7 +31,6 @@ True
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -46,6 +50,7 @@ log = logging.getLogger("clipfeed.api.servelog")
 
 _STOP = object()
 DECIMALS = 6  # feature values are float32: 6 decimals keep them to ~1e-6, at a third of the bytes
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
 
 
 class ServedLog:
@@ -57,6 +62,7 @@ class ServedLog:
         rotate_bytes: int = 64 * 2**20,
         queue_size: int = 10_000,
         batch_size: int = 512,
+        interval_s: float = 0.05,
         features: Sequence[str] = FEATURES,
         on_written: Callable[[int], None] | None = None,
         on_dropped: Callable[[str, int], None] | None = None,
@@ -67,6 +73,10 @@ class ServedLog:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.rotate_bytes = rotate_bytes
         self.batch_size = batch_size
+        # The writer wakes at most this often: waking per record (200 a second at load) made the
+        # loop and the writer trade the GIL, and each trade costs the loop a wait for a core.
+        self.interval_s = interval_s
+        self._closing = threading.Event()
         self.features = list(features)
         self.schema = schema_hash(self.features)
         self.on_written = on_written or (lambda n: None)
@@ -77,7 +87,7 @@ class ServedLog:
         self.dropped = 0
         self.files: list[Path] = []  # closed files this log wrote, in order
         self.closed = False
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
         self._path: Path | None = None
         self._hour = ""
         self._size = 0
@@ -93,13 +103,13 @@ class ServedLog:
     def depth(self) -> int:
         return self.queue.qsize()
 
-    def put(self, record: dict[str, Any]) -> bool:
-        """Queues a record for the writer; False (and counted) when the queue is full or closed."""
+    def put(self, line: bytes) -> bool:
+        """Queues one encoded line for the writer; False (and counted) when the queue is full or closed."""
         if self.closed:
             self._drop("closed")
             return False
         try:
-            self.queue.put_nowait(record)
+            self.queue.put_nowait(line)
         except queue.Full:
             self._drop("queue_full")
             return False
@@ -123,32 +133,56 @@ class ServedLog:
         ts: float | None = None,
     ) -> bool:
         """One served page: its items in page order and their feature rows as served (``x``, one row
-        per item, or None when the page was not ranked). Encoded later, in the writer thread, which
-        first calls ``complete`` (``Feed.complete_features``: fills in ``x`` the rows of exploration
-        picks, NaN until then); a row still not finite is written as null."""
-        return self.put(
-            {
-                "kind": "feed",
-                "request_id": request_id,
-                "ts": self.clock() if ts is None else ts,
-                "user_id": user_id,
-                "arm": arm,
-                "session": session,
-                "page": page,
-                "request": request,
-                "history_len": history_len,
-                "candidates": candidates,
-                "_clip_ids": clip_ids,
-                "_scores": scores,
-                "_x": x,
-                "_complete": complete,
-            }
-        )
+        per item, or None when the page was not ranked). ``complete`` (``Feed.complete_features``)
+        first fills in ``x`` the rows of exploration picks, NaN until then; a row still not finite is
+        written as null."""
+        if self.closed:
+            self._drop("closed")
+            return False
+        if complete is not None:
+            try:
+                complete()
+            except Exception:  # those rows stay NaN and are written as null: the rest of the page is kept
+                log.warning("served-impression log: could not compute exploration rows", exc_info=True)
+        n = len(clip_ids)
+        rows: list[Any] = [None] * n
+        if x is not None:
+            x64 = np.round(np.asarray(x, dtype=np.float64), DECIMALS)
+            finite = np.asarray(np.isfinite(x64).all(axis=1))
+            rows = [x64[k] if finite[k] else None for k in range(n)]  # orjson writes an ndarray row itself
+        record = {
+            "kind": "feed",
+            "request_id": request_id,
+            "ts": self.clock() if ts is None else ts,
+            "user_id": user_id,
+            "arm": arm,
+            "session": session,
+            "page": page,
+            "request": request,
+            "history_len": history_len,
+            "candidates": candidates,
+            "schema": self.schema,
+            "items": [
+                {"clip_id": c, "position": k, "score": sc, "x": row}
+                for k, (c, sc, row) in enumerate(zip(clip_ids, scores, rows, strict=True))
+            ],
+        }
+        return self.put(orjson.dumps(record, option=_OPTIONS))
 
     def log_event(self, event: Any) -> bool:
-        """One accepted event (a dict of its fields, or the API's ``EventIn``, dumped in the writer),
-        stamped with the server time it arrived (``logged_at``)."""
-        return self.put({"kind": "event", "logged_at": self.clock(), "_event": event})
+        """One accepted event (a dict of its fields, or the API's ``EventIn``), stamped with the server
+        time it arrived (``logged_at``)."""
+        if self.closed:
+            self._drop("closed")
+            return False
+        if isinstance(event, dict):
+            fields = dict(event)
+        else:
+            fields = event.model_dump(mode="json", exclude_none=True)
+            fields["ts"] = event.epoch  # epoch seconds, whichever form the client sent
+            if not fields.get("clicked_docs"):
+                fields.pop("clicked_docs", None)
+        return self.put(orjson.dumps({"kind": "event", "logged_at": self.clock(), **fields}, option=_OPTIONS))
 
     def _drop(self, reason: str, n: int = 1) -> None:
         self.dropped += n
@@ -167,6 +201,7 @@ class ServedLog:
         if self.closed and self._thread is None:
             return
         self.closed = True
+        self._closing.set()
         self.start()  # a log created with start=False still drains on close
         assert self._thread is not None
         deadline = time.monotonic() + timeout_s
@@ -186,6 +221,8 @@ class ServedLog:
         stop = False
         while not stop:
             batch = [self.queue.get()]
+            if batch[0] is not _STOP and not self._closing.is_set():
+                self._closing.wait(self.interval_s)  # let a batch gather; close() cuts the wait short
             while len(batch) < self.batch_size:
                 try:
                     batch.append(self.queue.get_nowait())
@@ -217,35 +254,30 @@ class ServedLog:
         except OSError:
             log.exception("served-impression log: could not close %s", self._path)
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
-        chunk: list[str] = []
+    def _write(self, batch: list[bytes]) -> None:
+        chunk: list[bytes] = []
         size = 0
-        for rec in batch:
-            # orjson: the writer shares the GIL with the request loop, and json.dumps of a page's
-            # feature rows was most of its time per record
-            line = orjson.dumps(_encode(rec, self.schema)).decode() + "\n"
-            n = len(line.encode())
-            hour = time.strftime("%Y%m%dT%H0000", time.gmtime(self.clock()))
-            if self._file is not None and (hour != self._hour or self._size + size + n > self.rotate_bytes):
-                self._flush(chunk, len(chunk))
+        hour = time.strftime("%Y%m%dT%H0000", time.gmtime(self.clock()))
+        for line in batch:
+            if self._file is not None and (hour != self._hour or self._size + size + len(line) > self.rotate_bytes):
+                self._flush(chunk)
                 chunk, size = [], 0
                 self._close_file()
             if self._file is None:
                 self._open(hour)
             chunk.append(line)
-            size += n
-            time.sleep(0)  # encoding holds the GIL: let a waiting request thread run between records
-        self._flush(chunk, len(chunk))
+            size += len(line)
+        self._flush(chunk)
 
-    def _flush(self, lines: list[str], records: int) -> None:
+    def _flush(self, lines: list[bytes]) -> None:
         if not lines or self._file is None:
             return
-        text = "".join(lines)
-        self._file.write(text)
+        data = b"".join(lines)
+        self._file.write(data)  # the GIL is released while the OS writes
         self._file.flush()  # in the OS's hands: a killed process loses nothing written
-        self._size += len(text.encode())
-        self.written += records
-        self.on_written(records)
+        self._size += len(data)
+        self.written += len(lines)
+        self.on_written(len(lines))
 
     def _open(self, hour: str) -> None:
         pid = os.getpid()
@@ -256,15 +288,15 @@ class ServedLog:
             if closed.exists():
                 continue
             try:
-                self._file = part.open("x", encoding="utf-8")
+                self._file = part.open("xb")
             except FileExistsError:
                 continue
             break
         self._path, self._hour = part, hour
         header = {"kind": "header", "format": LOG_FORMAT, "schema": self.schema, "features": self.features}
-        text = json.dumps({**header, "pid": pid, "opened": self.clock()}, separators=(",", ":")) + "\n"
-        self._file.write(text)
-        self._size = len(text.encode())
+        line = orjson.dumps({**header, "pid": pid, "opened": self.clock()}, option=orjson.OPT_APPEND_NEWLINE)
+        self._file.write(line)
+        self._size = len(line)
 
     def _close_file(self) -> None:
         f, path = self._file, self._path
@@ -285,36 +317,3 @@ class ServedLog:
                 os.close(fd)
         except OSError:  # some filesystems cannot fsync a directory
             pass
-
-
-def _encode(rec: dict[str, Any], schema: str) -> dict[str, Any]:
-    """The record as written: feed items assembled from the request's lists, floats rounded."""
-    if rec.get("kind") == "event":
-        ev = rec["_event"]
-        fields = dict(ev) if isinstance(ev, dict) else ev.model_dump(mode="json", exclude_none=True)
-        if not isinstance(ev, dict):
-            fields["ts"] = ev.epoch  # epoch seconds, whichever form the client sent
-            if not fields.get("clicked_docs"):
-                fields.pop("clicked_docs", None)
-        return {"kind": "event", "logged_at": rec["logged_at"], **fields}
-    if rec.get("kind") != "feed":
-        return rec
-    out = {k: v for k, v in rec.items() if not k.startswith("_")}
-    x = rec["_x"]
-    n = len(rec["_clip_ids"])
-    if rec.get("_complete") is not None:
-        try:
-            rec["_complete"]()
-        except Exception:  # those rows stay NaN and are written as null: the rest of the page is kept
-            log.warning("served-impression log: could not compute exploration rows", exc_info=True)
-    rows: list[Any] = [None] * n
-    if x is not None:
-        x64 = np.asarray(x, dtype=np.float64)
-        finite = np.asarray(np.isfinite(x64).all(axis=1))
-        rows = [r if ok else None for r, ok in zip(np.round(x64, DECIMALS).tolist(), finite.tolist(), strict=True)]
-    out["schema"] = schema
-    out["items"] = [
-        {"clip_id": c, "position": n, "score": s, "x": row}
-        for n, (c, s, row) in enumerate(zip(rec["_clip_ids"], rec["_scores"], rows, strict=True))
-    ]
-    return out

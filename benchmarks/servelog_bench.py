@@ -40,11 +40,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_load import LeanClient, free_port, open_loop, pct
 
 KEY = "bench-key"
+PIN = os.environ.get("PIN") == "1"
 
 
 def log_feeds(directory: Path) -> list[dict[str, Any]]:
@@ -141,9 +143,9 @@ def quality(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], Path,
 
 
 def overhead(svc: Any, users: list[str]) -> dict[str, float]:
-    """Request-path cost of logging (the queue hand-off as get_feed does it), the served feature rows
-    (gathered whether logging is on or not), and the writer thread's costs per feed record (encoding
-    and writing; computing the exploration picks' rows)."""
+    """Cost of logging a feed, paid on the loop after the response is sent (``ServedLog.log_feed``:
+    the exploration picks' rows, encoding, the queue hand-off), the served feature rows (gathered
+    on the request path whether logging is on or not), and the writer thread's cost per record."""
     import secrets
 
     from api.servelog import ServedLog
@@ -155,7 +157,7 @@ def overhead(svc: Any, users: list[str]) -> dict[str, float]:
         builder.build(UserContext.from_dict(c.to_dict()), 20, user_key=u, contributions=False)
         for u, c in zip(users, ctxs, strict=True)
     ]
-    explore = []  # the exploration picks' rows: computed in the writer thread (Feed.complete_features)
+    explore = []  # the exploration picks' rows (Feed.complete_features), timed apart
     for f in feeds:
         if f.pending is not None:
             t0 = time.perf_counter()
@@ -184,7 +186,7 @@ def overhead(svc: Any, users: list[str]) -> dict[str, float]:
                 t.append((time.perf_counter() - t0) * 1e6)
         n = slog.depth
         w0 = time.perf_counter()
-        slog.close()  # starts the writer: all queued records encoded and written, then fsync
+        slog.close()  # starts the writer: all queued lines written, then fsync
         writer_us = (time.perf_counter() - w0) * 1e6 / max(n, 1)
 
     # the served rows: build with and without them, alternating, same users
@@ -203,7 +205,7 @@ def overhead(svc: Any, users: list[str]) -> dict[str, float]:
         "log_call_p50": round(pct(t, 0.5), 1),
         "log_call_p99": round(pct(t, 0.99), 1),
         "writer_per_feed_record": round(writer_us, 1),
-        "writer_exploration_rows_p50": round(pct(explore, 0.5), 1),
+        "exploration_rows_p50": round(pct(explore, 0.5), 1),
         "feed_build_p50_with_served_rows": round(pct(with_rows, 0.5), 1),
         "feed_build_p50_without_served_rows": round(pct(without, 0.5), 1),
     }
@@ -218,6 +220,7 @@ def serve(args: argparse.Namespace) -> None:
 
     from api import MemoryStore, create_app
     from api.services import Metrics
+    from cli.serve import settle_heap
     from cli.wiring import build_services
     from clipfeed.settings import Settings
 
@@ -244,6 +247,7 @@ def serve(args: argparse.Namespace) -> None:
         )
         for s, p in zip((off, on), ports, strict=True)
     ]
+    settle_heap()  # as `clipfeed serve` does: a full collection over the loaded world stalls requests
 
     def stop(*_: Any) -> None:
         for s in servers:
@@ -262,6 +266,9 @@ class ServerProcess:
     def __init__(self, world: Path, model: Path, log_dir: Path) -> None:
         self.ports = [free_port(), free_port()]
         cmd = [sys.executable, __file__, "--serve", "--world", str(world), "--model", str(model)]
+        if PIN:  # the server on core 0, this process (the load generator) on the others
+            cmd = ["taskset", "-c", "0", *cmd]
+            os.sched_setaffinity(0, set(range(1, os.cpu_count() or 2)))
         cmd += ["--log-dir", str(log_dir), "--ports", ",".join(map(str, self.ports))]
         self.proc = subprocess.Popen(cmd)
         deadline = time.monotonic() + 300
@@ -275,6 +282,11 @@ class ServerProcess:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise RuntimeError("bench server did not start")
                 time.sleep(0.2)
+
+    def cpu_seconds(self) -> np.ndarray:
+        """User and system CPU seconds of the server process so far, all its threads (``/proc``)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
+        return np.array([int(fields[11]), int(fields[12])]) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
@@ -298,11 +310,16 @@ async def latency(args: argparse.Namespace, srv: ServerProcess, users: list[str]
         lat: dict[str, list[float]] = {"off": [], "on": []}
         thr: dict[str, list[float]] = {"off": [], "on": []}
         errors = {"off": 0, "on": 0}
+        rep_p99: dict[str, list[float]] = {"off": [], "on": []}
+        cpu: dict[str, list[tuple[np.ndarray, int]]] = {"off": [], "on": []}
         failures: dict[str, dict[str, int]] = {"off": {}, "on": {}}
         for rep in range(args.reps):
             for mode in ("off", "on") if rep % 2 == 0 else ("on", "off"):
+                cpu0 = srv.cpu_seconds()
                 res = await open_loop(clients[mode == "on"], rate, args.seconds, feed)
+                cpu[mode].append((srv.cpu_seconds() - cpu0, res["statuses"].get("feed 200", 0)))
                 lat[mode] += res.get("feed_latencies_ms", [])
+                rep_p99[mode].append(pct(res.get("feed_latencies_ms", []), 0.99))
                 thr[mode].append(res["throughput"])
                 errors[mode] += res["errors"]
                 for k, v in res["statuses"].items():
@@ -319,7 +336,19 @@ async def latency(args: argparse.Namespace, srv: ServerProcess, users: list[str]
                 "errors": errors[mode],
                 **({"failures": failures[mode]} if failures[mode] else {}),
             }
+        for mode in ("off", "on"):  # the server's CPU (all its threads) per answered feed: no queueing in it
+            n = max(1, sum(k for _, k in cpu[mode]))
+            user, system = (1e3 * np.sum([c for c, _ in cpu[mode]], axis=0) / n).tolist() if cpu[mode] else (0, 0)
+            row[mode]["cpu_ms_per_feed"] = round(user + system, 3)
+            row[mode]["sys_ms_per_feed"] = round(system, 3)
+        row["cpu_delta_ms_per_feed"] = round(row["on"]["cpu_ms_per_feed"] - row["off"]["cpu_ms_per_feed"], 3)
         row["p99_delta_ms"] = round(row["on"]["p99_ms"] - row["off"]["p99_ms"], 2)
+        # Each rep runs both ports back to back: the median of those paired differences is less
+        # swayed than the pooled p99 by a stall that hits one port's run (a machine shared with the
+        # load generator stalls both ways by tens of ms near saturation)
+        paired = sorted(a - b for a, b in zip(rep_p99["on"], rep_p99["off"], strict=True))
+        row["p99_by_rep_ms"] = {m: [round(v, 2) for v in rep_p99[m]] for m in ("off", "on")}
+        row["p99_delta_median_paired_ms"] = round(float(np.median(paired)), 2) if paired else None
         row["p50_delta_ms"] = round(row["on"]["p50_ms"] - row["off"]["p50_ms"], 2)
         row["held"] = all(row[m]["throughput"] >= 0.95 * rate and row[m]["errors"] == 0 for m in ("off", "on"))
         rows.append(row)

@@ -217,7 +217,7 @@ class CollabModel:
     def user_side(self, liked: Mapping[str, float]) -> UserSide | None:
         """Everything a feed needs from one user's liked clips, computed once: a feed asks for both
         candidates and scores, and the fold-in and the neighbour rows are most of their cost. Recent
-        users' are kept (the served log's writer thread asks again for a page's exploration rows), in
+        users' are kept (the served log asks again for an exploration pick's row after the response), in
         a dict bounded to ~64 MB of arrays; single dict operations are safe across threads."""
         key = tuple(liked.items())
         if key in self._sides:

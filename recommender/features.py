@@ -83,8 +83,8 @@ class TagMatch:
 @dataclass
 class UserSide:
     """The user's half of the features, the same for every clip of one feed: computed once per feed
-    (``user_side``) and reused by ``tag_matches`` and ``compute``, and later by the served log's
-    writer thread for the exploration picks' rows (recomputing it there cost ~0.4 ms of GIL a feed).
+    (``user_side``) and reused by ``tag_matches`` and ``compute``, and after the response by the
+    served log for an exploration pick that still lacks its row (recomputing it cost ~0.4 ms a feed).
     Read-only once built."""
 
     tags: list[str]

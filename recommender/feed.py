@@ -38,10 +38,10 @@ class Feed:
     candidates: int = 0
     # The ranker's feature rows of the served items as served: one row per item in page order, in
     # the ``FEATURES`` schema (None for fallback feeds, which are not ranked). The served-impression
-    # log records them, so training sees what the ranker saw. The rows of exploration picks (not
-    # among the candidates, so never scored) are NaN until ``complete_features()`` computes them:
-    # a second ``compute`` call, however few its rows, costs a few hundred µs even with the feed's
-    # user side reused, so the log does it in its writer thread, off the request path.
+    # log records them, so training sees what the ranker saw. Exploration picks are never scored;
+    # the first few draws get rows in the candidates' call, and a pick drawn past them (when the
+    # page's own topics block those) stays NaN until ``complete_features()`` computes it: a second
+    # ``compute`` call costs ~110 µs however few its rows, so the log does it after the response.
     features: np.ndarray | None = None
     pending: Callable[[list[str]], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
@@ -69,6 +69,9 @@ class FeedBuilder:
         self.ranker = ranker
         self.cfg = cfg or (ranker.config if ranker is not None else RecommenderConfig())
         self.vectors = vectors or TagVectorCache(catalog)
+        # Exploration draws per exploration slot whose rows are computed with the candidates': at 2,
+        # 17 of 1,168 picks on the sample world (pages of 20) still needed a call of their own.
+        self.explore_rows = 2
         # Collaborative signals (warm users only): the ranker's own model unless another is given;
         # ``use_collab=False`` is the content-based system alone.
         own = ranker.collab if ranker is not None else None
@@ -100,13 +103,20 @@ class FeedBuilder:
         if not ctx.tags and not any(a.positive > 0 for a in ctx.topics.values()):
             return self._fallback(cands, limit, "no search intent or watch history yet: popular clips")
         idx = cands.index
+        n_explore, draw = self._exploration_draw(limit, user_key, ctx, cands.seen)
+        # The first few exploration draws get their feature rows in the candidates' call, for the
+        # served log: one more call for them alone cost ~110 µs a feed (its fixed cost), these ~5.
+        in_idx = set(idx)
+        extra = [i for i in draw[: self.explore_rows * n_explore] if i not in in_idx] if served_rows else []
+        at = [*idx, *extra]
         side = user_side(ctx, self.catalog, self.vectors)
-        match = tag_matches(ctx, self.catalog, self.vectors, idx, side)
-        x = compute(ctx, self.catalog, self.vectors, idx, req, self.collab, match, side)
+        match = tag_matches(ctx, self.catalog, self.vectors, at, side)
+        x = compute(ctx, self.catalog, self.vectors, at, req, self.collab, match, side)
         # Without a trained model the prior alone ranks (it is also where the booster starts).
-        scores = self.ranker.predict(x) if self.ranker is not None else prior_score(x)
+        xc = x[: len(idx)]
+        scores = self.ranker.predict(xc) if self.ranker is not None else prior_score(xc)
         rows = self._diversify(idx, scores, limit)
-        order = self._explore([idx[r] for r in rows], limit, user_key, ctx, cands.seen)
+        order = self._explore([idx[r] for r in rows], limit, n_explore, draw)
         pos = {idx[r]: r for r in rows}  # page clip -> its candidate row
         picks = {i for i in order if i not in pos}
         if picks:  # an exploration pick may be a candidate too: then it is ranked as one
@@ -114,7 +124,7 @@ class FeedBuilder:
         contrib: dict[int, np.ndarray] = {}
         ranked = [i for i in order if i in pos]
         if explain and contributions and self.ranker is not None and ranked:
-            contrib = dict(zip(ranked, self.ranker.contributions(x[[pos[i] for i in ranked]]), strict=True))
+            contrib = dict(zip(ranked, self.ranker.contributions(xc[[pos[i] for i in ranked]]), strict=True))
         items = []
         # each topic's strongest tag, for explanations whose clip matches none of its topic's tags
         strongest: dict[str, str] = {}
@@ -129,7 +139,8 @@ class FeedBuilder:
             items.append(FeedItem(self.catalog.ids[i], round(score, 4), [self.catalog.topic[i]], explanation))
         if not served_rows:
             return Feed(items, None, len(idx))
-        return Feed(items, None, len(idx), *self._served_rows(ctx, x, pos, order, req, side))
+        row_of = {**{i: len(idx) + k for k, i in enumerate(extra)}, **pos}
+        return Feed(items, None, len(idx), *self._served_rows(ctx, x, row_of, order, req, side))
 
     def _served_rows(
         self,
@@ -140,9 +151,9 @@ class FeedBuilder:
         req: RequestContext | None,
         side: UserSide,
     ) -> tuple[np.ndarray, Callable[[list[str]], np.ndarray] | None]:
-        """The rows of ``x`` for the page, in page order, and for exploration picks (not among the
-        candidates; NaN rows here) the function that computes theirs the same way, for just those
-        clips, from the feed's own user side. It may run in another thread: it only reads."""
+        """The rows of ``x`` for the page, in page order (``pos``: clip -> its row of ``x``), and for
+        exploration picks without a row (drawn past the first few; NaN rows here) the function that
+        computes theirs the same way, for just those clips, from the feed's own user side."""
         rows = np.full((len(order), x.shape[1]), np.nan, dtype=x.dtype)
         ranked = [n for n, i in enumerate(order) if i in pos]
         rows[ranked] = x[[pos[order[n]] for n in ranked]]
@@ -220,27 +231,37 @@ class FeedBuilder:
         rest = sorted([r for r, _, _ in waiting] + deferred, key=lambda r: (-scores[r], r))
         return out + rest[: limit - len(out)]
 
-    def _explore(self, order: list[int], limit: int, user_key: str, ctx: UserContext, seen: np.ndarray) -> list[int]:
-        """Reserve a small share of the page (the last slots) for popular clips from unseen topics
-        (``seen``: catalog positions of the user's seen clips, from candidate generation)."""
+    def _exploration_draw(self, limit: int, user_key: str, ctx: UserContext, seen: np.ndarray) -> tuple[int, list[int]]:
+        """How many slots of the page explore, and the exploration pool in a random order (seeded by
+        the user): popular clips the user has not seen (``seen``: catalog positions, from candidate
+        generation), outside the tier-1 topics of the user's own topics. ``_explore`` takes the
+        first of them whose tier-1 is not on the page either; the page is known only after ranking,
+        the order before it, so the first draws' feature rows are computed with the candidates'."""
         n = int(limit * self.cfg.feed.exploration_share)
-        if n <= 0 or len(order) < limit:
-            return order
-        have = {self.catalog.topic[i] for i in order} | set(ctx.topics)
+        if n <= 0:
+            return 0, []
         tax = self.catalog.taxonomy
         # Explore other tier-1 topics only: a sibling of what the user wants is a leak, not discovery.
-        near = {tax.tier1_of(t) for t in have if t in tax}
+        near = {tax.tier1_of(t) for t in ctx.topics if t in tax}
         cat = self.catalog
-        rng = np.random.default_rng(zlib.crc32(user_key.encode()) + self.cfg.feed.seed)
         head = cat.popularity_rank[:500]
         blocked = np.zeros(len(cat.tier1_code), dtype=bool)  # masks: np.isin costs ~50 µs a call
         blocked[[cat.tier1_code[t] for t in near if t in cat.tier1_code]] = True
         was_seen = np.zeros(len(cat.ids), dtype=bool)
         was_seen[seen] = True
-        pool = head[~blocked[cat.tier1_codes[head]] & ~was_seen[head]].tolist()
-        if not pool:
+        pool = head[~blocked[cat.tier1_codes[head]] & ~was_seen[head]]
+        rng = np.random.default_rng(zlib.crc32(user_key.encode()) + self.cfg.feed.seed)
+        return n, pool[rng.permutation(len(pool))].tolist()
+
+    def _explore(self, order: list[int], limit: int, n: int, draw: list[int]) -> list[int]:
+        """Reserve a small share of the page (its last ``n`` slots) for the first clips of ``draw``
+        from tier-1 topics that are not on the page: taking the first that pass from a random order
+        of the pool is a uniform draw from those that pass."""
+        if n <= 0 or len(order) < limit or not draw:
             return order
-        picks = [pool[int(j)] for j in rng.choice(len(pool), size=min(n, len(pool)), replace=False)]
+        cat, tax = self.catalog, self.catalog.taxonomy
+        near = {tax.tier1_of(t) for t in {cat.topic[i] for i in order} if t in tax}
+        picks = [i for i in draw if cat.tier1[i] not in near][:n]
         return order[: limit - len(picks)] + picks
 
     def _explain(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -170,14 +171,18 @@ def test_feed_carries_the_rows_it_was_ranked_with_exploration_slots_included(sta
     uid, log = next((u, lg) for u, lg in sorted(stack.world.users.items()) if lg.events and lg.queries)
     ctx = replay(updater, stack.catalog, stack.tagging, log)
     req = RequestContext(hour=7, device="ios")
-    feed = builder.build(ctx, 20, req, user_key=uid)
-    assert feed.features is not None and feed.features.shape == (len(feed.items), len(FEATURES))
-    explored = [n for n, it in enumerate(feed.items) if "exploration" in it.explanation["sources"]]
-    assert explored and np.isnan(feed.features[explored]).all()  # computed only when asked (off the request)
-    assert not np.isnan(np.delete(feed.features, explored, axis=0)).any()
-    assert feed.complete_features() is feed.features and not np.isnan(feed.features).any()
     view = stack.catalog.view(ctx)
-    for it, row in zip(feed.items, feed.features, strict=True):
-        want = compute(view, stack.catalog, builder.vectors, [stack.catalog.pos[it.clip_id]], req)
-        assert np.allclose(row, want[0], atol=1e-6), it.clip_id
+    for rows_per_slot in (2, 0):  # the first draws' rows come with the candidates'; 0: all computed later
+        builder.explore_rows = rows_per_slot
+        feed = builder.build(replace(ctx), 20, req, user_key=uid)
+        assert feed.features is not None and feed.features.shape == (len(feed.items), len(FEATURES))
+        explored = [n for n, it in enumerate(feed.items) if "exploration" in it.explanation["sources"]]
+        assert explored
+        pending = np.isnan(feed.features[explored]).all(axis=1)
+        assert pending.all() if rows_per_slot == 0 else not pending.any()
+        assert not np.isnan(np.delete(feed.features, explored, axis=0)).any()
+        assert feed.complete_features() is feed.features and not np.isnan(feed.features).any()
+        for it, row in zip(feed.items, feed.features, strict=True):
+            want = compute(view, stack.catalog, builder.vectors, [stack.catalog.pos[it.clip_id]], req)
+            assert np.allclose(row, want[0], atol=1e-6), it.clip_id
     assert builder.build(UserContext(), 5).features is None  # a fallback page is not ranked
