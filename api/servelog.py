@@ -3,7 +3,7 @@ event, appended to rotating JSONL files, off the request path.
 
 The caller encodes a record (orjson, feature rows through its numpy path: ~30 µs for a 20-item page)
 and hands the line to a bounded queue; the API makes that call after the response is sent (a
-background task on its event loop), so a request never waits for it. One writer thread wakes at
+callback on its event loop), so a request never waits for it. One writer thread wakes at
 most every ``interval_s`` (50 ms), takes the queued lines and appends them with one write and a
 flush. The encoding is the caller's on purpose: a writer thread doing Python work takes the GIL
 from the event loop in slices. Measured on 2 cores at 200 feeds/s, a writer that encoded the records

@@ -19,7 +19,7 @@ logging off and on, the log call's in-process cost, and a clean-restart no-loss 
 
 Run: .venv/bin/python benchmarks/servelog_bench.py [--seed 42] [--clips N --users N]
      [--feeds-per-user 3] [--seconds 4] [--reps 2] [--rates 50,100,150,200] [--eval-users 300]
-     [--parts quality,server] [--json-out F]
+     [--parts quality,server] [--pin] [--json-out F]
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_load import LeanClient, free_port, open_loop, pct
 
 KEY = "bench-key"
-PIN = os.environ.get("PIN") == "1"
 
 
 def log_feeds(directory: Path) -> list[dict[str, Any]]:
@@ -263,10 +262,10 @@ def serve(args: argparse.Namespace) -> None:
 
 
 class ServerProcess:
-    def __init__(self, world: Path, model: Path, log_dir: Path) -> None:
+    def __init__(self, world: Path, model: Path, log_dir: Path, pin: bool = False) -> None:
         self.ports = [free_port(), free_port()]
         cmd = [sys.executable, __file__, "--serve", "--world", str(world), "--model", str(model)]
-        if PIN:  # the server on core 0, this process (the load generator) on the others
+        if pin:  # the server on core 0, this process (the load generator) on the others
             cmd = ["taskset", "-c", "0", *cmd]
             os.sched_setaffinity(0, set(range(1, os.cpu_count() or 2)))
         cmd += ["--log-dir", str(log_dir), "--ports", ",".join(map(str, self.ports))]
@@ -385,12 +384,12 @@ def server_parts(args: argparse.Namespace, work: Path, world: Path, model: Path)
 
     users = Responder(world).warm_users()[:300]
     logdir = work / "latency-log"
-    srv = ServerProcess(world, model, logdir)
+    srv = ServerProcess(world, model, logdir, args.pin)
     figures, answered = asyncio.run(latency(args, srv, users))
     dropped = metric(srv.ports[1], "clipfeed_servelog_dropped_total")
     code = srv.stop()
     n_first = len(log_feeds(logdir))
-    srv = ServerProcess(world, model, logdir)
+    srv = ServerProcess(world, model, logdir, args.pin)
     more = asyncio.run(burst(srv.ports[1], users, args.restart_feeds, 100.0))
     dropped += metric(srv.ports[1], "clipfeed_servelog_dropped_total")
     code2 = srv.stop()
@@ -424,6 +423,9 @@ def main() -> None:
     parser.add_argument("--restart-feeds", type=int, default=400)
     parser.add_argument("--parts", type=lambda s: set(s.split(",")), default={"quality", "server"})
     parser.add_argument("--json-out", type=Path, default=None)
+    parser.add_argument(
+        "--pin", action="store_true", help="server on core 0, load generator on the others (taskset; Linux)"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--world", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)

@@ -232,3 +232,24 @@ def test_writer_wakes_once_per_interval_and_close_cuts_the_wait_short(tmp_path: 
     t0 = time.monotonic()
     slog.close()  # the writer is in its 30 s wait: close wakes it and everything is written
     assert time.monotonic() - t0 < 5 and slog.written == 6 and batches == [5, 1]
+
+
+def test_logging_runs_after_the_response_and_its_failure_never_fails_a_request(
+    logged: tuple[Services, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    svc, _ = logged
+    user = warm_user(svc)
+    app = create_app(svc, MemoryStore())
+    calls: list[str] = []
+
+    def broken(**record: object) -> bool:
+        calls.append(str(record["request_id"]))
+        raise OSError("disk on fire")
+
+    with TestClient(app) as client:
+        app.state.servelog.log_feed = broken
+        r = client.get(f"/v1/users/{user}/feed?limit=5")
+        assert r.status_code == 200 and len(r.json()["items"]) == 5
+        assert client.get("/healthz").status_code == 200  # the loop ran the step and goes on
+    assert calls == [r.headers["X-Clipfeed-Request-Id"]]
+    assert "after-response step failed" in caplog.text and "disk on fire" in caplog.text
