@@ -92,9 +92,9 @@ class LatencyMiddleware:
 def after_response(step: Callable[[], object]) -> None:
     """Runs ``step`` on the event loop once the handler's response is on its way: a callback queued
     now runs at the loop's next turn, after this request's (synchronous) writes of the response.
-    Not a FastAPI background task: with one, uvicorn holds the connection's cycle open until the
-    task ends, and the server spent 0.36–0.49 ms more CPU a logged feed that way, against −0.25 to
-    +0.17 ms with this (`benchmarks/servelog_bench.py --pin`, one run each)."""
+    Not a FastAPI background task, for which uvicorn holds the connection's cycle open until the
+    task ends; the two measured alike within the machine's noise (`benchmarks/servelog_bench.py`),
+    and this one needs no framework machinery per request."""
 
     def run() -> None:
         try:

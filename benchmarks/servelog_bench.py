@@ -287,6 +287,19 @@ class ServerProcess:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
         return np.array([int(fields[11]), int(fields[12])]) / os.sysconf("SC_CLK_TCK")
 
+    def thread_cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds so far of the server's main thread (the event loop) and of each other thread
+        that used any (Python < 3.14 does not name OS threads: they are keyed by thread id)."""
+        out: dict[str, float] = {}
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            try:
+                name = "main" if task.name == str(self.proc.pid) else f"thread {task.name}"
+                fields = (task / "stat").read_text().rpartition(")")[2].split()
+            except OSError:  # the thread ended meanwhile
+                continue
+            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return out
+
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=120)
@@ -355,6 +368,7 @@ async def latency(args: argparse.Namespace, srv: ServerProcess, users: list[str]
         await c.close()
     held = [r["rate"] for r in rows if r["held"]]
     out: dict[str, Any] = {"runs": rows, "highest_rate_held": max(held) if held else None}
+    out["server_thread_cpu_s"] = {k: round(v, 2) for k, v in srv.thread_cpu_seconds().items() if v > 0}
     if not held or max(held) < 200:
         out["note"] = (
             f"200 feeds/s not held by one server process on this machine (highest held: {max(held) if held else 'none'}"
