@@ -136,9 +136,6 @@ class ServedLog:
         per item, or None when the page was not ranked). ``complete`` (``Feed.complete_features``)
         first fills in ``x`` the rows of exploration picks, NaN until then; a row still not finite is
         written as null."""
-        if self.closed:
-            self._drop("closed")
-            return False
         if complete is not None:
             try:
                 complete()
@@ -172,9 +169,6 @@ class ServedLog:
     def log_event(self, event: Any) -> bool:
         """One accepted event (a dict of its fields, or the API's ``EventIn``), stamped with the server
         time it arrived (``logged_at``)."""
-        if self.closed:
-            self._drop("closed")
-            return False
         if isinstance(event, dict):
             fields = dict(event)
         else:
@@ -221,7 +215,7 @@ class ServedLog:
         stop = False
         while not stop:
             batch = [self.queue.get()]
-            if batch[0] is not _STOP and not self._closing.is_set():
+            if batch[0] is not _STOP:
                 self._closing.wait(self.interval_s)  # let a batch gather; close() cuts the wait short
             while len(batch) < self.batch_size:
                 try:

@@ -261,6 +261,12 @@ def serve(args: argparse.Namespace) -> None:
     asyncio.run(both())
 
 
+def proc_cpu(stat: Path) -> np.ndarray:
+    """User and system CPU seconds from a ``/proc/.../stat`` file (fields 14 and 15)."""
+    fields = stat.read_text().rpartition(")")[2].split()
+    return np.array([int(fields[11]), int(fields[12])]) / os.sysconf("SC_CLK_TCK")
+
+
 class ServerProcess:
     def __init__(self, world: Path, model: Path, log_dir: Path, pin: bool = False) -> None:
         self.ports = [free_port(), free_port()]
@@ -284,20 +290,18 @@ class ServerProcess:
 
     def cpu_seconds(self) -> np.ndarray:
         """User and system CPU seconds of the server process so far, all its threads (``/proc``)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
-        return np.array([int(fields[11]), int(fields[12])]) / os.sysconf("SC_CLK_TCK")
+        return proc_cpu(Path(f"/proc/{self.proc.pid}/stat"))
 
     def thread_cpu_seconds(self) -> dict[str, float]:
         """CPU seconds so far of the server's main thread (the event loop) and of each other thread
         that used any (Python < 3.14 does not name OS threads: they are keyed by thread id)."""
         out: dict[str, float] = {}
         for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            name = "main" if task.name == str(self.proc.pid) else f"thread {task.name}"
             try:
-                name = "main" if task.name == str(self.proc.pid) else f"thread {task.name}"
-                fields = (task / "stat").read_text().rpartition(")")[2].split()
+                out[name] = float(proc_cpu(task / "stat").sum())
             except OSError:  # the thread ended meanwhile
                 continue
-            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return out
 
     def stop(self) -> int:

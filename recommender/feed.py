@@ -106,8 +106,10 @@ class FeedBuilder:
         n_explore, draw = self._exploration_draw(limit, user_key, ctx, cands.seen)
         # The first few exploration draws get their feature rows in the candidates' call, for the
         # served log: one more call for them alone cost ~110 µs a feed (its fixed cost), these ~5.
-        in_idx = set(idx)
-        extra = [i for i in draw[: self.explore_rows * n_explore] if i not in in_idx] if served_rows else []
+        extra: list[int] = []
+        if served_rows:
+            in_idx = set(idx)
+            extra = [i for i in draw[: self.explore_rows * n_explore] if i not in in_idx]
         at = [*idx, *extra]
         side = user_side(ctx, self.catalog, self.vectors)
         match = tag_matches(ctx, self.catalog, self.vectors, at, side)
